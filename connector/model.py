@@ -1,0 +1,241 @@
+"""The values that cross stage boundaries.
+
+Every stage of the pipeline takes and returns these frozen dataclasses, so that a stage can be
+tested alone and so that no untyped dict travels further than the stage that parsed it. Raw
+dicts live only inside decoding (``CloudTrailEvent.raw``) and rendering (the ASFF/OCSF dicts).
+No I/O happens here.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMessage:
+    """One unit a source delivers and later acknowledges (an SQS message, a Kinesis record, a file).
+
+    ``body`` is kept as bytes: decoding may find gzip, base64 or JSON inside, and the dead-letter
+    destination must receive exactly what arrived.
+    """
+
+    id: str
+    body: bytes
+    ack_token: Any = None
+    received_at: float = 0.0
+    attempt: int = 1
+    source: str = ""
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who made the call (``userIdentity``), flattened to what a finding shows."""
+
+    type: str | None = None
+    arn: str | None = None
+    principal_id: str | None = None
+    account_id: str | None = None
+    user_name: str | None = None
+    access_key_id: str | None = None
+    invoked_by: str | None = None
+    session_issuer_arn: str | None = None
+    session_issuer_name: str | None = None
+    session_issuer_type: str | None = None
+    session_created: str | None = None
+    mfa_authenticated: bool | None = None
+
+    @property
+    def display(self) -> str:
+        """A short, human name for tables and titles: issuer/session for roles, else the ARN."""
+        if self.type == "Root":
+            return f"root ({self.account_id})" if self.account_id else "root"
+        if self.type == "AssumedRole" and self.session_issuer_name:
+            session = (self.arn or "").rsplit("/", 1)[-1]
+            return f"{self.session_issuer_name}/{session}" if session else self.session_issuer_name
+        if self.user_name:
+            return self.user_name
+        if self.arn:
+            return self.arn
+        if self.invoked_by:
+            return self.invoked_by
+        return self.principal_id or self.type or "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class CloudTrailEvent:
+    """A CloudTrail record that passed decoding and selection.
+
+    ``account_id`` is the 12-digit recipient account (left-padded with zeros: some exporters
+    strip leading zeros by treating the id as a number). ``raw`` is the record as parsed and is
+    only read by mapping and rendering.
+    """
+
+    event_id: str
+    event_name: str
+    event_source: str
+    event_time: datetime
+    event_version: str | None
+    account_id: str
+    region: str
+    partition: str
+    identity: Identity
+    source_ip: str | None
+    user_agent: str | None
+    request_id: str | None
+    error_code: str | None
+    error_message: str | None
+    raw: Mapping[str, Any]
+    origin: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """The API call was refused or failed, so nothing was deleted."""
+        return bool(self.error_code) and not self.dry_run
+
+    @property
+    def dry_run(self) -> bool:
+        """``Client.DryRunOperation`` means the caller *would* have been allowed: a probe."""
+        return (self.error_code or "").endswith("DryRunOperation")
+
+
+class Severity(enum.IntEnum):
+    """Severity labels shared by both formats (values are OCSF ``severity_id``)."""
+
+    INFORMATIONAL = 1
+    LOW = 2
+    MEDIUM = 3
+    HIGH = 4
+    CRITICAL = 5
+
+    @property
+    def asff_normalized(self) -> int:
+        """ASFF Normalized score inside the band Security Hub documents for the label."""
+        return {1: 0, 2: 30, 3: 50, 4: 70, 5: 90}[int(self)]
+
+
+@dataclass(frozen=True, slots=True)
+class AffectedResource:
+    """A resource the event touched, with both formats' type names and its ARN."""
+
+    asff_type: str
+    ocsf_type: str
+    id: str
+    arn: str
+    region: str
+    partition: str
+    details_other: Mapping[str, str] = field(default_factory=dict)
+    role: str = "target"
+
+
+@dataclass(frozen=True, slots=True)
+class Attack:
+    """A MITRE ATT&CK technique as of a given ATT&CK version."""
+
+    version: str
+    tactic_uid: str
+    tactic_name: str
+    technique_uid: str
+    technique_name: str
+    sub_technique_uid: str | None = None
+    sub_technique_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CliCommand:
+    """A rendered AWS CLI command with what it does."""
+
+    description: str
+    command: str
+
+
+@dataclass(frozen=True, slots=True)
+class Remediation:
+    """The runbook rendered with the event's real ids.
+
+    ``summary`` fits ASFF's 512-character ``Recommendation.Text``; ``runbook`` is the whole text
+    (recovery, console steps, CLI, boto3, hardening) for OCSF and OpenSearch.
+    """
+
+    summary: str
+    url: str
+    recovery: tuple[str, ...]
+    console_steps: tuple[str, ...]
+    cli: tuple[CliCommand, ...]
+    boto3: str
+    hardening: tuple[str, ...]
+    references: tuple[str, ...]
+    runbook: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """The neutral finding that both renderers read.
+
+    Times are the event's, never the wall clock, so re-mapping a record gives byte-identical
+    findings and redelivery overwrites instead of duplicating.
+    """
+
+    id: str
+    mapping_id: str
+    mapping_version: str
+    title: str
+    description: str
+    severity: Severity
+    severity_reason: str
+    asff_types: tuple[str, ...]
+    ocsf_types: tuple[str, ...]
+    attacks: tuple[Attack, ...]
+    resources: tuple[AffectedResource, ...]
+    remediation: Remediation
+    information: tuple[str, ...]
+    impact: tuple[str, ...]
+    values: Mapping[str, str]
+    event: CloudTrailEvent
+    outcome: str  # "succeeded" | "failed" | "dry_run"
+
+    @property
+    def observed_at(self) -> datetime:
+        return self.event.event_time
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedFinding:
+    """One finding in one output format, ready for a sink."""
+
+    finding_id: str
+    format: str  # "asff" | "ocsf"
+    document: Mapping[str, Any]
+    finding: Finding
+
+
+class Outcome(enum.Enum):
+    """What a sink says of one finding."""
+
+    OK = "ok"
+    RETRYABLE = "retryable"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """A sink's answer for one finding; ``error`` names the reason when not OK."""
+
+    finding_id: str
+    outcome: Outcome
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """What the dead-letter destination receives: the stage, the reason and the original bytes."""
+
+    stage: str
+    reason: str
+    record_id: str
+    body: bytes
+    source: str = ""
+    error_type: str = ""

@@ -1,0 +1,46 @@
+"""The sink contract.
+
+``send`` takes a batch of rendered findings (only in the formats the sink declares) and returns
+exactly one ``DeliveryResult`` per finding document: OK, RETRYABLE (the pipeline leaves the
+source record unacknowledged so it is redelivered) or PERMANENT (the pipeline dead-letters the
+finding with the error). A sink retries transient errors itself, with capped exponential backoff
+and jitter, before it answers RETRYABLE; it never drops a finding without saying so.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar, Protocol, Sequence, TypeVar, runtime_checkable
+
+from connector.config import Settings
+from connector.model import DeliveryResult, RenderedFinding
+
+
+@runtime_checkable
+class Sink(Protocol):
+    name: ClassVar[str]
+    #: Which renderings the sink takes: ("asff",), ("asff", "ocsf"), ...
+    formats: ClassVar[tuple[str, ...]]
+    #: IAM actions the sink calls, for deploy/ and the README.
+    iam_actions: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Sink": ...
+
+    def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]: ...
+
+    def check(self) -> None:
+        """Raise if the destination is unreachable (used by /readyz)."""
+
+    def close(self) -> None: ...
+
+
+REGISTRY: dict[str, type[Sink]] = {}
+T = TypeVar("T")
+
+
+def register(name: str) -> Callable[[T], T]:
+    def wrap(cls: T) -> T:
+        REGISTRY[name] = cls  # type: ignore[assignment]
+        return cls
+
+    return wrap

@@ -1,0 +1,55 @@
+"""The source contract.
+
+``receive`` returns the next batch of ``SourceMessage`` (possibly empty after its wait).
+``ack`` is called with messages whose every finding is in every enabled sink (or
+dead-lettered): SQS deletes them, Kinesis advances the shard checkpoint past them (only over a
+contiguous prefix of acknowledged records). ``release`` is called for messages that could not be
+delivered now: SQS makes them visible again (or lets them time out), Kinesis rewinds to the
+checkpoint so they are read again. ``keep_alive`` is called while delivery of a batch is still
+running (SQS extends the visibility timeout). ``drained`` is True once a finite source (files,
+``run --once``) has nothing more.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar, Protocol, Sequence, TypeVar, runtime_checkable
+
+from connector.config import Settings
+from connector.model import SourceMessage
+
+
+@runtime_checkable
+class Source(Protocol):
+    name: ClassVar[str]
+    iam_actions: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Source": ...
+
+    def receive(self) -> list[SourceMessage]: ...
+
+    def ack(self, messages: Sequence[SourceMessage]) -> None: ...
+
+    def release(self, messages: Sequence[SourceMessage]) -> None: ...
+
+    def keep_alive(self, messages: Sequence[SourceMessage]) -> None: ...
+
+    @property
+    def drained(self) -> bool: ...
+
+    def check(self) -> None:
+        """Raise if the source is unreachable (used by /readyz)."""
+
+    def close(self) -> None: ...
+
+
+REGISTRY: dict[str, type[Source]] = {}
+T = TypeVar("T")
+
+
+def register(name: str) -> Callable[[T], T]:
+    def wrap(cls: T) -> T:
+        REGISTRY[name] = cls  # type: ignore[assignment]
+        return cls
+
+    return wrap

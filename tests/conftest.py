@@ -1,0 +1,57 @@
+"""Fixtures shared by every test: the ../shared folder, and a real moto server over HTTP.
+
+Tests that read ../shared skip when it is absent (a user's fresh clone) but fail under CI=true,
+where a missing component is a broken build, not a reason to skip.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.support.moto import MotoServer, start_moto_server
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("CONNECTOR_SHARED_DIR", REPO.parent / "shared"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when a component is missing, except under CI where it must be there."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required under CI=true: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    require(SHARED.is_dir(), f"{SHARED} not found (the shared corpus and validators)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(shared_dir: Path) -> Path:
+    return shared_dir / "corpus" / "cloudtrail"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """One moto server process for the session; tests isolate themselves by resource names."""
+    server = start_moto_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    """Point every boto3 client at the moto server via boto3's AWS_ENDPOINT_URL convention."""
+    for key, value in moto_server.env().items():
+        monkeypatch.setenv(key, value)
+    return moto_server

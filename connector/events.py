@@ -1,0 +1,124 @@
+"""Parse a selected CloudTrail record dict into a typed ``CloudTrailEvent``.
+
+This is where CloudTrail's loose shapes are pinned down once: eventVersion 1.0 through 1.11,
+``requestParameters`` null or missing on failed calls, identities without an ARN (AWS services),
+``sourceIPAddress``/``userAgent`` absent, and account ids that lost their leading zeros.
+Unknown extra fields are ignored here and kept in ``raw``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from connector.errors import InvalidRecord
+from connector.model import CloudTrailEvent, Identity
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def normalize_account(value: Any) -> str | None:
+    """A 12-digit account id. Exporters that treat ids as numbers drop leading zeros; restore them."""
+    text = _text(value)
+    if text is None or not text.isdigit() or len(text) > 12:
+        return None
+    return text.zfill(12)
+
+
+def partition_for(region: str, arn: str | None = None) -> str:
+    """The AWS partition, from an ARN when there is one, else from the region name."""
+    if arn and arn.startswith("arn:"):
+        parts = arn.split(":")
+        if len(parts) > 1 and parts[1]:
+            return parts[1]
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    if region.startswith("us-iso-"):
+        return "aws-iso"
+    if region.startswith("us-isob-"):
+        return "aws-iso-b"
+    return "aws"
+
+
+def parse_time(value: Any, *, record_id: str) -> datetime:
+    text = _text(value)
+    if text is None:
+        raise InvalidRecord("eventTime is missing", record_id=record_id)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRecord(f"eventTime {text!r} is not an ISO 8601 time", record_id=record_id) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def parse_identity(raw: Any) -> Identity:
+    if not isinstance(raw, Mapping):
+        return Identity()
+    session = raw.get("sessionContext") if isinstance(raw.get("sessionContext"), Mapping) else {}
+    issuer = session.get("sessionIssuer") if isinstance(session.get("sessionIssuer"), Mapping) else {}
+    attributes = session.get("attributes") if isinstance(session.get("attributes"), Mapping) else {}
+    mfa = _text(attributes.get("mfaAuthenticated"))
+    return Identity(
+        type=_text(raw.get("type")),
+        arn=_text(raw.get("arn")),
+        principal_id=_text(raw.get("principalId")),
+        account_id=normalize_account(raw.get("accountId")),
+        user_name=_text(raw.get("userName")),
+        access_key_id=_text(raw.get("accessKeyId")),
+        invoked_by=_text(raw.get("invokedBy")),
+        session_issuer_arn=_text(issuer.get("arn")),
+        session_issuer_name=_text(issuer.get("userName")),
+        session_issuer_type=_text(issuer.get("type")),
+        session_created=_text(attributes.get("creationDate")),
+        mfa_authenticated=None if mfa is None else mfa.lower() == "true",
+    )
+
+
+def parse_event(record: Mapping[str, Any], *, origin: str = "") -> CloudTrailEvent:
+    """Turn one record of a selected event into a ``CloudTrailEvent`` or raise ``InvalidRecord``."""
+    if not isinstance(record, Mapping):
+        raise InvalidRecord("a CloudTrail record must be a JSON object", record_id=origin or None)
+    event_id = _text(record.get("eventID"))
+    record_id = event_id or origin or "(no eventID)"
+    if event_id is None:
+        raise InvalidRecord("eventID is missing: the finding id cannot be derived", record_id=record_id)
+    name = _text(record.get("eventName"))
+    source = _text(record.get("eventSource"))
+    if name is None or source is None:
+        raise InvalidRecord("eventName or eventSource is missing", record_id=record_id)
+    region = _text(record.get("awsRegion"))
+    if region is None:
+        raise InvalidRecord("awsRegion is missing", record_id=record_id)
+    identity = parse_identity(record.get("userIdentity"))
+    account = normalize_account(record.get("recipientAccountId")) or identity.account_id
+    if account is None:
+        raise InvalidRecord(
+            "no 12-digit account id in recipientAccountId or userIdentity.accountId", record_id=record_id
+        )
+    return CloudTrailEvent(
+        event_id=event_id,
+        event_name=name,
+        event_source=source,
+        event_time=parse_time(record.get("eventTime"), record_id=record_id),
+        event_version=_text(record.get("eventVersion")),
+        account_id=account,
+        region=region,
+        partition=partition_for(region, identity.arn),
+        identity=identity,
+        source_ip=_text(record.get("sourceIPAddress")),
+        user_agent=_text(record.get("userAgent")),
+        request_id=_text(record.get("requestID")),
+        error_code=_text(record.get("errorCode")),
+        error_message=_text(record.get("errorMessage")),
+        raw=record,
+        origin=origin,
+    )

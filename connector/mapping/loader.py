@@ -1,0 +1,205 @@
+"""Load ``mappings/<EventName>.yaml``: YAML → schema → typed ``EventMapping``.
+
+A broken mapping file must stop the service at start-up, not at the first matching event
+months later, so every file is validated against ``schemas/mapping.schema.json`` and every
+JMESPath expression and template is compiled here. Errors read ``file: $.path: reason``.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+import jmespath
+import jmespath.exceptions
+import jsonschema
+import yaml
+
+from connector.errors import MappingFileError
+from connector.model import Attack
+from connector.paths import mappings_dir, schemas_dir
+
+#: Values every template may use besides the mapping's own fields (see engine.common_values).
+COMMON_VARIABLES = frozenset(
+    {
+        "region", "account", "partition", "eventID", "eventTime", "eventName", "principal",
+        "principalArn", "sourceIP", "userAgent", "errorCode", "errorMessage", "outcome",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceSpec:
+    id: str
+    asff_type: str
+    ocsf_type: str
+    arn: str
+    role: str
+    details_other: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class CliSpec:
+    description: str
+    command: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventMapping:
+    """One mapping file, validated and compiled. ``raw`` keeps the YAML for tools and tests."""
+
+    id: str
+    version: str
+    file: str
+    event_name: str
+    event_source: str
+    fields: Mapping[str, tuple[Any, ...]]  # name → compiled JMESPath expressions
+    resources: tuple[ResourceSpec, ...]
+    title: str
+    failed_title: str | None
+    dry_run_title: str | None
+    description: str
+    asff_types: tuple[str, ...]
+    ocsf_types: tuple[str, ...]
+    attacks: tuple[Attack, ...]
+    severity: Mapping[str, str]
+    severity_rationale: str
+    information: tuple[str, ...]
+    impact: tuple[str, ...]
+    remediation: Mapping[str, Any]
+    cli: tuple[CliSpec, ...]
+    raw: Mapping[str, Any]
+
+
+def _json_path(path: Any) -> str:
+    out = "$"
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads((schemas_dir() / "mapping.schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _template_names(template: str, file: str, where: str) -> set[str]:
+    try:
+        return {name.split(".")[0].split("[")[0] for _, name, _, _ in string.Formatter().parse(template) if name}
+    except ValueError as exc:
+        raise MappingFileError(file, where, f"bad template: {exc}") from None
+
+
+def _check_templates(doc: Mapping[str, Any], allowed: set[str], file: str) -> None:
+    """Every ``{name}`` used in any template must be a declared field or a common value."""
+
+    def walk(node: Any, path: list[Any]) -> None:
+        if isinstance(node, str):
+            unknown = _template_names(node, file, _json_path(path)) - allowed
+            if unknown:
+                raise MappingFileError(file, _json_path(path), f"unknown template variable(s): {sorted(unknown)}")
+        elif isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(value, path + [key])
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, path + [index])
+
+    for section in ("finding", "remediation"):
+        walk(doc.get(section), [section])
+    for index, resource in enumerate(doc["event"]["resources"]):
+        walk(resource, ["event", "resources", index])
+
+
+def _attack(entry: Mapping[str, Any]) -> Attack:
+    sub = entry.get("sub_technique") or {}
+    return Attack(
+        version=entry["attack_version"],
+        tactic_uid=entry["tactic"]["uid"],
+        tactic_name=entry["tactic"]["name"],
+        technique_uid=entry["technique"]["uid"],
+        technique_name=entry["technique"]["name"],
+        sub_technique_uid=sub.get("uid"),
+        sub_technique_name=sub.get("name"),
+    )
+
+
+def load_mapping_file(path: Path) -> EventMapping:
+    file = str(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingFileError(file, "$", f"cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise MappingFileError(file, "$", f"not valid YAML: {exc}") from None
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        err = max(errors, key=lambda e: len(e.absolute_path))  # the most specific one
+        raise MappingFileError(file, _json_path(err.absolute_path), err.message)
+    event = doc["event"]
+    if path.stem != event["name"]:
+        raise MappingFileError(file, "$.event.name", f"{event['name']!r} must match the file name {path.stem!r}")
+    fields: dict[str, tuple[Any, ...]] = {}
+    for name, expressions in event["fields"].items():
+        compiled = []
+        for index, expression in enumerate(expressions):
+            try:
+                compiled.append(jmespath.compile(expression))
+            except jmespath.exceptions.JMESPathError as exc:
+                raise MappingFileError(file, f"$.event.fields.{name}[{index}]", f"bad JMESPath: {exc}") from None
+        fields[name] = tuple(compiled)
+    _check_templates(doc, set(fields) | COMMON_VARIABLES, file)
+    finding = doc["finding"]
+    remediation = doc["remediation"]
+    return EventMapping(
+        id=doc["id"],
+        version=doc["version"],
+        file=file,
+        event_name=event["name"],
+        event_source=event["source"],
+        fields=fields,
+        resources=tuple(
+            ResourceSpec(
+                id=r["id"], asff_type=r["asff_type"], ocsf_type=r["ocsf_type"], arn=r["arn"],
+                role=r.get("role", "target"), details_other=dict(r.get("details_other") or {}),
+            )
+            for r in event["resources"]
+        ),
+        title=finding["title"],
+        failed_title=finding.get("failed_title"),
+        dry_run_title=finding.get("dry_run_title"),
+        description=finding["description"],
+        asff_types=tuple(finding["asff_types"]),
+        ocsf_types=tuple(finding["ocsf_types"]),
+        attacks=tuple(_attack(a) for a in finding["attacks"]),
+        severity={k: v for k, v in finding["severity"].items() if k != "rationale"},
+        severity_rationale=finding["severity"]["rationale"],
+        information=tuple(doc["information"]),
+        impact=tuple(doc["impact"]),
+        remediation=remediation,
+        cli=tuple(CliSpec(c["description"], c["command"]) for c in remediation["cli"]),
+        raw=doc,
+    )
+
+
+def load_mappings(directory: str | Path | None = None) -> dict[str, EventMapping]:
+    """Every ``*.yaml`` in the directory, keyed by event name. Fails on the first broken file."""
+    root = Path(directory) if directory else mappings_dir()
+    files = sorted(root.glob("*.yaml"))
+    if not files:
+        raise MappingFileError(str(root), "$", "no mapping files (*.yaml) found")
+    mappings: dict[str, EventMapping] = {}
+    for path in files:
+        mapping = load_mapping_file(path)
+        if mapping.event_name in mappings:
+            raise MappingFileError(str(path), "$.event.name", f"{mapping.event_name} is mapped twice")
+        mappings[mapping.event_name] = mapping
+    ids = [m.id for m in mappings.values()]
+    if len(set(ids)) != len(ids):
+        raise MappingFileError(str(root), "$.id", "mapping ids must be unique")
+    return mappings

@@ -1,0 +1,215 @@
+"""Finding → OCSF Detection Finding (class_uid 2004, category 2 Findings), OCSF ``OCSF_VERSION``.
+
+Pure function of the neutral finding. Profile-gated attributes are declared in
+``metadata.profiles``: top-level ``api`` and ``cloud`` need the ``cloud`` profile. The actor and
+the caller's endpoint live in ``evidences[]``, which needs no profile (a top-level ``actor`` would
+need ``host``, which describes a device we do not have). ATT&CK goes in ``finding_info.attacks``.
+Times are epoch milliseconds of the event. See https://schema.ocsf.io/1.8.0/classes/detection_finding
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Any
+
+from connector import __version__
+from connector.model import Finding, Identity
+from connector.render.asff import cloudtrail_console_url
+
+#: The one place the OCSF version is pinned.
+OCSF_VERSION = "1.8.0"
+PROFILES = ("cloud",)
+CLASS_UID = 2004
+CATEGORY_UID = 2
+ACTIVITY_CREATE = 1
+STATUS_NEW = 1
+PRODUCT = {
+    "name": "CloudTrail Findings Connector",
+    "vendor_name": "cloudtrail-findings-connector",
+    "version": __version__,
+}
+SEVERITY_CAPTIONS = {1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
+#: OCSF user.type_id: 1 User, 2 Admin, 3 System, 99 Other (caption free).
+USER_TYPES = {"IAMUser": (1, "User"), "Root": (2, "Admin"), "AWSService": (3, "System")}
+
+
+def epoch_ms(finding: Finding) -> int:
+    return int(finding.event.event_time.timestamp() * 1000)
+
+
+def _user(ident: Identity, account: str) -> dict[str, Any]:
+    type_id, caption = USER_TYPES.get(ident.type or "", (99, ident.type or "Other"))
+    user: dict[str, Any] = {
+        "type_id": type_id,
+        "type": caption,
+        "account": {"uid": ident.account_id or account, "type_id": 10, "type": "AWS Account"},
+    }
+    if ident.principal_id:
+        user["uid"] = ident.principal_id
+    if ident.arn:
+        user["uid_alt"] = ident.arn
+    name = ident.user_name or ident.session_issuer_name or (ident.arn or "").rsplit("/", 1)[-1] or None
+    if name:
+        user["name"] = name
+    if ident.access_key_id:
+        user["credential_uid"] = ident.access_key_id
+    return user
+
+
+def _actor(finding: Finding) -> dict[str, Any]:
+    ident = finding.event.identity
+    actor: dict[str, Any] = {"user": _user(ident, finding.event.account_id)}
+    if ident.invoked_by:
+        actor["app_name"] = ident.invoked_by  # OCSF 1.8 deprecates actor.invoked_by for app_name
+    if ident.session_issuer_arn or ident.session_created or ident.mfa_authenticated is not None:
+        session: dict[str, Any] = {}
+        if ident.session_issuer_arn:
+            session["issuer"] = ident.session_issuer_arn
+        if ident.mfa_authenticated is not None:
+            session["is_mfa"] = ident.mfa_authenticated
+        if ident.access_key_id:
+            session["credential_uid"] = ident.access_key_id
+        if session:
+            actor["session"] = session
+    return actor
+
+
+def _src_endpoint(finding: Finding) -> dict[str, Any] | None:
+    source = finding.event.source_ip
+    if not source:
+        return None
+    try:
+        ipaddress.ip_address(source)
+        return {"ip": source}
+    except ValueError:
+        return {"domain": source[:253]}  # an AWS service name such as cloudformation.amazonaws.com
+
+
+def _api(finding: Finding) -> dict[str, Any]:
+    event = finding.event
+    api: dict[str, Any] = {"operation": event.event_name, "service": {"name": event.event_source}}
+    if event.request_id:
+        api["request"] = {"uid": event.request_id}
+    if event.error_code:
+        response: dict[str, Any] = {"error": event.error_code}
+        if event.error_message:
+            response["error_message"] = event.error_message
+        api["response"] = response
+    return api
+
+
+def _attacks(finding: Finding) -> list[dict[str, Any]]:
+    out = []
+    for attack in finding.attacks:
+        entry: dict[str, Any] = {
+            "version": attack.version,
+            "tactic": {"uid": attack.tactic_uid, "name": attack.tactic_name},
+            "technique": {"uid": attack.technique_uid, "name": attack.technique_name},
+        }
+        if attack.sub_technique_uid:
+            entry["sub_technique"] = {"uid": attack.sub_technique_uid, "name": attack.sub_technique_name or attack.sub_technique_uid}
+        out.append(entry)
+    return out
+
+
+def _resources(finding: Finding) -> list[dict[str, Any]]:
+    return [
+        {
+            "uid": resource.arn,
+            "uid_alt": resource.id,
+            "name": resource.id,
+            "type": resource.ocsf_type,
+            "region": resource.region,
+            "cloud_partition": resource.partition,
+            "role_id": 1 if resource.role == "target" else 99,
+            "role": "Target" if resource.role == "target" else "Related",
+        }
+        for resource in finding.resources
+    ]
+
+
+def render_ocsf(finding: Finding) -> dict[str, Any]:
+    event = finding.event
+    when = epoch_ms(finding)
+    severity_id = int(finding.severity)
+    evidence: dict[str, Any] = {"actor": _actor(finding), "api": _api(finding)}
+    src = _src_endpoint(finding)
+    if src:
+        evidence["src_endpoint"] = src
+    if event.user_agent:
+        evidence["http_request"] = {"user_agent": event.user_agent}
+    document: dict[str, Any] = {
+        "activity_id": ACTIVITY_CREATE,
+        "activity_name": "Create",
+        "category_uid": CATEGORY_UID,
+        "category_name": "Findings",
+        "class_uid": CLASS_UID,
+        "class_name": "Detection Finding",
+        "type_uid": CLASS_UID * 100 + ACTIVITY_CREATE,
+        "type_name": "Detection Finding: Create",
+        "severity_id": severity_id,
+        "severity": SEVERITY_CAPTIONS[severity_id],
+        "status_id": STATUS_NEW,
+        "status": "New",
+        "time": when,
+        "message": finding.title,
+        "finding_info": {
+            "uid": finding.id,
+            "title": finding.title,
+            "desc": finding.description,
+            "types": list(finding.ocsf_types),
+            "analytic": {
+                "uid": finding.mapping_id,
+                "name": finding.mapping_id,
+                "type_id": 1,
+                "type": "Rule",
+                "version": finding.mapping_version,
+            },
+            "attacks": _attacks(finding),
+            "created_time": when,
+            "first_seen_time": when,
+            "last_seen_time": when,
+            "data_sources": ["AWS CloudTrail"],
+            "src_url": cloudtrail_console_url(finding),
+        },
+        "metadata": {
+            "version": OCSF_VERSION,
+            "profiles": list(PROFILES),
+            "product": dict(PRODUCT),
+            "uid": finding.id,
+            "event_code": event.event_name,
+            "original_event_uid": event.event_id,
+            "original_time": event.event_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "log_provider": "AWS CloudTrail",
+            "tenant_uid": event.account_id,
+        },
+        "cloud": {
+            "provider": "AWS",
+            "region": event.region,
+            "cloud_partition": event.partition,
+            "account": {"uid": event.account_id, "type_id": 10, "type": "AWS Account"},
+        },
+        "api": _api(finding),
+        "evidences": [evidence],
+        "resources": _resources(finding),
+        "remediation": {
+            "desc": finding.remediation.runbook,
+            "references": list(finding.remediation.references),
+            "kb_article_list": [{"title": "Remediation", "src_url": finding.remediation.url}],
+        },
+        "raw_data": json.dumps(event.raw, sort_keys=True, separators=(",", ":"), default=str),
+        "unmapped": {
+            "severity_reason": finding.severity_reason,
+            "outcome": finding.outcome,
+            "cloudtrail_event_version": event.event_version,
+            "request_parameters": {k: v for k, v in finding.values.items() if not v.startswith("<")},
+        },
+    }
+    if finding.outcome != "succeeded":
+        document["status_detail"] = (
+            f"Dry run ({event.error_code}): permission confirmed, nothing changed"
+            if finding.outcome == "dry_run"
+            else f"Attempt failed with {event.error_code}: nothing was deleted"
+        )
+    return document

@@ -1,0 +1,71 @@
+"""``connector map [PATH|-] --format asff|ocsf``: records or any captured envelope → findings (JSON Lines).
+
+The same decode/select/map/validate code the service runs, offline: a bare record, a JSON array,
+JSON Lines, a CloudTrail log file (plain or gzip), EventBridge, SNS, SQS/Kinesis/Lambda shapes.
+Findings go to stdout, one per line; anything else to stderr. Exit 1 if any record was invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from connector.config import load_settings
+from connector.envelopes import DecodeFailure, Decoder
+from connector.errors import ConnectorError
+from connector.findings import FindingFactory
+from connector.select import Selector
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser("map", help="turn CloudTrail records or envelopes into findings (JSON Lines on stdout)")
+    parser.add_argument("path", nargs="?", default="-", help="input file, or - for stdin (default)")
+    parser.add_argument("--format", choices=("asff", "ocsf"), default="asff")
+    parser.add_argument("--mappings", default=None, help="mapping directory (default: the bundled mappings/)")
+    parser.add_argument("--s3", action="store_true", help="fetch objects named by S3 notifications (uses your AWS credentials)")
+    parser.add_argument("--pretty", action="store_true", help="indent the JSON (no longer one finding per line)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+        factory = FindingFactory.load(args.mappings or settings.mappings_dir or None, settings.securityhub.product_arn)
+    except ConnectorError as exc:
+        print(f"connector map: {exc}", file=sys.stderr)
+        return 2
+    body = sys.stdin.buffer.read() if args.path == "-" else Path(args.path).read_bytes()
+    selector = Selector(factory.event_names)
+    s3_client = None
+    if args.s3:
+        import boto3
+
+        s3_client = boto3.client("s3")
+    decoder = Decoder(settings.limits, s3_client=s3_client, prefilter=selector.might_match)
+    origin = "stdin" if args.path == "-" else args.path
+    written = skipped = invalid = 0
+    out = sys.stdout
+    for item in decoder.decode(body, origin=origin):
+        if isinstance(item, DecodeFailure):
+            invalid += 1
+            print(f"invalid: {item.origin}: {item.error}", file=sys.stderr)
+            continue
+        if not selector.matches(item.record):
+            skipped += 1
+            continue
+        try:
+            rendered = factory.render(item.record, origin=item.origin)
+        except ConnectorError as exc:
+            invalid += 1
+            print(f"invalid: {item.origin}: {exc}", file=sys.stderr)
+            continue
+        for finding in rendered:
+            if finding.format == args.format:
+                out.write(json.dumps(finding.document, indent=2 if args.pretty else None, ensure_ascii=False) + "\n")
+                written += 1
+    out.flush()
+    print(f"connector map: {written} findings, {skipped} other events skipped, {invalid} invalid", file=sys.stderr)
+    return 1 if invalid else 0

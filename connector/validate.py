@@ -1,0 +1,75 @@
+"""Validate rendered findings before any sink sees them.
+
+A finding that Security Hub or a SOC's OCSF pipeline would reject should be caught here, with
+the record's id, and dead-lettered — not discovered as a silent ``FailedFindings`` entry later.
+ASFF is checked with botocore's own ``ParamValidator`` on the ``BatchImportFindings`` input
+shape plus the documented length limits; OCSF against ``schemas/ocsf-detection-finding.schema.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Any, Callable, Mapping
+
+import botocore.session
+import jsonschema
+from botocore.validate import ParamValidator
+
+from connector.errors import ValidationFailed
+from connector.paths import schemas_dir
+
+#: Documented ASFF limits that botocore's validator does not enforce (it skips max lengths).
+ASFF_LIMITS = {"Title": 256, "Description": 1024, "Id": 512, "GeneratorId": 512}
+ASFF_MAX_BYTES = 240 * 1024
+
+
+@lru_cache(maxsize=1)
+def _asff_shape() -> Any:
+    model = botocore.session.get_session().get_service_model("securityhub")
+    return model.operation_model("BatchImportFindings").input_shape
+
+
+@lru_cache(maxsize=1)
+def _ocsf_validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads((schemas_dir() / "ocsf-detection-finding.schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def asff_errors(document: Mapping[str, Any]) -> list[str]:
+    report = ParamValidator().validate({"Findings": [document]}, _asff_shape())
+    errors = [line.strip() for line in report.generate_report().splitlines()[1:] if line.strip()] if report.has_errors() else []
+    for key, limit in ASFF_LIMITS.items():
+        value = document.get(key)
+        if isinstance(value, str) and len(value) > limit:
+            errors.append(f"{key}: {len(value)} characters > {limit}")
+    text = document.get("Remediation", {}).get("Recommendation", {}).get("Text", "")
+    if len(text) > 512:
+        errors.append(f"Remediation.Recommendation.Text: {len(text)} characters > 512")
+    if len(document.get("ProductFields", {})) > 50:
+        errors.append("ProductFields: more than 50 pairs")
+    size = len(json.dumps(document, separators=(",", ":")).encode())
+    if size > ASFF_MAX_BYTES:
+        errors.append(f"finding is {size} bytes > 240 KB")
+    return errors
+
+
+def ocsf_errors(document: Mapping[str, Any]) -> list[str]:
+    errors = sorted(_ocsf_validator().iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    out = []
+    for error in errors:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        out.append(f"{where}: {error.message[:300]}")
+    if document.get("type_uid") != document.get("class_uid", 0) * 100 + document.get("activity_id", 0):
+        out.append("type_uid must be class_uid * 100 + activity_id")
+    return out
+
+
+VALIDATORS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {"asff": asff_errors, "ocsf": ocsf_errors}
+
+
+def validate(format_name: str, document: Mapping[str, Any], *, record_id: str) -> None:
+    """Raise ``ValidationFailed`` naming the record and the first few problems."""
+    errors = VALIDATORS[format_name](document)
+    if errors:
+        raise ValidationFailed(f"{format_name.upper()} invalid: " + "; ".join(errors[:5]), record_id=record_id)

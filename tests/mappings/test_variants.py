@@ -1,0 +1,149 @@
+"""What each variant changes in the finding: outcome, severity, actor, resources, remediation."""
+
+from __future__ import annotations
+
+import pytest
+
+from connector.findings import FindingFactory
+from connector.model import RenderedFinding, Severity
+from tests.support.records import EVENTS, RESOURCE_IDS, make_record, variants
+
+
+@pytest.fixture(scope="module")
+def factory() -> FindingFactory:
+    return FindingFactory.load()
+
+
+def render(factory: FindingFactory, record: dict) -> dict[str, RenderedFinding]:
+    return {r.format: r for r in factory.render(record, origin="test")}
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_success_names_the_resource_and_its_recovery(factory: FindingFactory, event: str) -> None:
+    out = render(factory, variants(event)["success"])
+    finding = out["asff"].finding
+    resource_id = RESOURCE_IDS[event]
+    assert resource_id in finding.title
+    assert any(r.id == resource_id for r in finding.resources)
+    assert out["asff"].document["Resources"][0]["Id"].startswith("arn:aws:ec2:eu-west-1:111122223333:")
+    assert resource_id in out["asff"].document["Remediation"]["Recommendation"]["Text"]
+    runbook = out["ocsf"].document["remediation"]["desc"]
+    assert resource_id in runbook and "eu-west-1" in runbook
+    assert "<" + "networkInterfaceId>" not in runbook
+    assert finding.outcome == "succeeded"
+    assert out["asff"].document["Action"]["ActionType"] == "AWS_API_CALL"
+    assert out["asff"].document["Action"]["AwsApiCallAction"]["RemoteIpDetails"]["IpAddressV4"] == "203.0.113.25"
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_a_failed_call_says_so_and_is_less_severe(factory: FindingFactory, event: str) -> None:
+    cases = variants(event)
+    success = render(factory, cases["success"])["asff"].finding
+    for name in ("failed", "failed-with-params"):
+        out = render(factory, cases[name])
+        finding = out["asff"].finding
+        assert finding.outcome == "failed"
+        assert "fail" in finding.title.lower() or "attempt" in finding.title.lower(), finding.title
+        assert "FAILED" in finding.description
+        assert finding.severity < success.severity
+        assert out["ocsf"].document["api"]["response"]["error"].startswith("Client.")
+        assert "failed" in out["ocsf"].document["status_detail"].lower()
+    # requestParameters null: no resource id is known, the account stands in.
+    failed = render(factory, cases["failed"])["asff"].document
+    assert failed["Resources"][0]["Id"] == "AWS::::Account:111122223333"
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_dry_run_is_reported_as_a_permission_probe(factory: FindingFactory, event: str) -> None:
+    finding = render(factory, variants(event)["dry-run"])["asff"].finding
+    assert finding.outcome == "dry_run"
+    assert "dry run" in finding.description.lower()
+    assert finding.severity <= Severity.MEDIUM
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_root_is_at_least_as_severe_as_a_user(factory: FindingFactory, event: str) -> None:
+    cases = variants(event)
+    root = render(factory, cases["root"])
+    assert root["asff"].finding.severity >= render(factory, cases["success"])["asff"].finding.severity
+    user = root["ocsf"].document["evidences"][0]["actor"]["user"]
+    assert user["type_id"] == 2 and user["uid_alt"].endswith(":root")
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_assumed_role_keeps_issuer_and_session(factory: FindingFactory, event: str) -> None:
+    out = render(factory, variants(event)["assumed-role"])
+    actor = out["ocsf"].document["evidences"][0]["actor"]
+    assert actor["session"]["issuer"] == "arn:aws:iam::111122223333:role/NetworkAdmin"
+    assert "NetworkAdmin/deploy-session" in out["asff"].finding.description
+    assert out["asff"].document["ProductFields"]["cloudtrail/userIdentity/sessionIssuer"].endswith("role/NetworkAdmin")
+    assert "Terraform" in out["asff"].document["ProductFields"]["cloudtrail/userAgent"]
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_invoked_by_a_service(factory: FindingFactory, event: str) -> None:
+    out = render(factory, variants(event)["invoked-by-cloudformation"])
+    action = out["asff"].document["Action"]["AwsApiCallAction"]
+    assert action["CallerType"] == "domain" and "RemoteIpDetails" not in action
+    evidence = out["ocsf"].document["evidences"][0]
+    assert evidence["actor"]["app_name"] == "cloudformation.amazonaws.com"
+    assert evidence["src_endpoint"] == {"domain": "cloudformation.amazonaws.com"}
+
+
+@pytest.mark.parametrize("service", ["autoscaling.amazonaws.com", "clientvpn.amazonaws.com", "eks.amazonaws.com"])
+def test_other_invoking_services(factory: FindingFactory, service: str) -> None:
+    record = make_record(
+        "DeleteNetworkInterface",
+        userIdentity={"type": "AWSService", "invokedBy": service},
+        sourceIPAddress=service,
+        userAgent=service,
+    )
+    out = render(factory, record)
+    assert out["asff"].finding.event.identity.display == service
+    assert out["ocsf"].document["evidences"][0]["actor"]["user"]["type_id"] == 3
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_missing_source_ip_and_user_agent(factory: FindingFactory, event: str) -> None:
+    cases = variants(event)
+    no_ip = render(factory, cases["sdk-no-source-ip"])
+    assert "CallerType" not in no_ip["asff"].document["Action"]["AwsApiCallAction"]
+    assert "src_endpoint" not in no_ip["ocsf"].document["evidences"][0]
+    no_ua = render(factory, cases["no-user-agent"])
+    assert "cloudtrail/userAgent" not in no_ua["asff"].document["ProductFields"]
+
+
+@pytest.mark.parametrize("version", ["1.0", "1.01", "1.02", "1.03", "1.04", "1.05", "1.06", "1.07", "1.08", "1.09", "1.10", "1.11"])
+def test_every_event_version(factory: FindingFactory, version: str) -> None:
+    for event in EVENTS:
+        record = make_record(event, eventVersion=version)
+        assert len(factory.render(record)) == 2
+
+
+def test_unknown_extra_fields_are_ignored_but_kept_in_raw(factory: FindingFactory) -> None:
+    out = render(factory, variants("DeleteNatGateway")["unknown-fields"])
+    assert '"futureField"' in out["ocsf"].document["raw_data"]
+
+
+def test_nat_gateway_wrapped_and_flat_forms_agree(factory: FindingFactory) -> None:
+    wrapped = render(factory, make_record("DeleteNatGateway"))["asff"].document
+    flat = render(factory, make_record("DeleteNatGateway", requestParameters={"natGatewayId": "nat-0badc0de0badc0de0"}))["asff"].document
+    only_response = render(factory, make_record("DeleteNatGateway", requestParameters=None))["asff"].document
+    ids = {d["Resources"][0]["Id"] for d in (wrapped, flat, only_response)}
+    assert ids == {"arn:aws:ec2:eu-west-1:111122223333:natgateway/nat-0badc0de0badc0de0"}
+
+
+def test_same_record_same_finding_and_ids_agree_across_formats(factory: FindingFactory) -> None:
+    record = make_record("DetachInternetGateway")
+    first, second = render(factory, record), render(factory, record)
+    assert first["asff"].document == second["asff"].document
+    assert first["ocsf"].document == second["ocsf"].document
+    assert first["asff"].document["Id"] == first["ocsf"].document["finding_info"]["uid"]
+
+
+def test_remediation_text_fits_asff(factory: FindingFactory) -> None:
+    long_id = "eni-" + "f" * 60
+    record = make_record("DeleteNetworkInterface", requestParameters={"networkInterfaceId": long_id})
+    doc = render(factory, record)["asff"].document
+    assert len(doc["Remediation"]["Recommendation"]["Text"]) <= 512
+    assert doc["Remediation"]["Recommendation"]["Url"].startswith("https://docs.aws.amazon.com/")

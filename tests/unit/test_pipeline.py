@@ -1,0 +1,162 @@
+"""The pipeline's acknowledgement contract, with sinks that fail in chosen ways.
+
+The sinks here are test doubles of the *sink contract* (not of any AWS or OpenSearch API): they
+let the test decide which findings a sink accepts, so that the ack decision can be checked
+exhaustively. The real sinks are tested against moto and a real OpenSearch node elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+import pytest
+
+from connector.config import LimitSettings, Settings
+from connector.deadletter import FileDeadLetters
+from connector.envelopes import Decoder
+from connector.findings import FindingFactory
+from connector.model import DeliveryResult, Outcome, RenderedFinding, SourceMessage
+from connector.pipeline import Pipeline
+from connector.select import Selector
+from tests.support.records import EVENTS, make_record
+
+
+class RecordingSink:
+    name: ClassVar[str] = "recording"
+    formats: ClassVar[tuple[str, ...]] = ("asff", "ocsf")
+    iam_actions: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *, fail: Outcome | None = None, reject_ids: set[str] = frozenset(), down: bool = False) -> None:
+        self.fail = fail
+        self.reject_ids = set(reject_ids)
+        self.down = down
+        self.held: dict[tuple[str, str], dict] = {}
+        self.calls = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RecordingSink":
+        return cls()
+
+    def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("sink is down")
+        out = []
+        for item in batch:
+            if item.finding.event.event_id in self.reject_ids:
+                out.append(DeliveryResult(item.finding_id, self.fail or Outcome.PERMANENT, "InvalidInput: rejected"))
+            else:
+                self.held[(item.finding_id, item.format)] = dict(item.document)
+                out.append(DeliveryResult(item.finding_id, Outcome.OK))
+        return out
+
+    def check(self) -> None:
+        if self.down:
+            raise ConnectionError("down")
+
+    def close(self) -> None:
+        pass
+
+
+def make_pipeline(tmp_path: Path, *sinks: RecordingSink) -> tuple[Pipeline, FileDeadLetters]:
+    factory = FindingFactory.load()
+    selector = Selector(factory.event_names)
+    letters = FileDeadLetters(f"file://{tmp_path}/dlq")
+    pipeline = Pipeline(
+        factory=factory,
+        decoder=Decoder(LimitSettings(), prefilter=selector.might_match),
+        selector=selector,
+        sinks=list(sinks),
+        dead_letters=letters,
+    )
+    return pipeline, letters
+
+
+def message(n: int, *records: dict) -> SourceMessage:
+    body = json.dumps({"Records": list(records)}).encode()
+    return SourceMessage(id=f"m{n}", body=body, source="test")
+
+
+def test_all_delivered_all_acked(tmp_path: Path) -> None:
+    sink = RecordingSink()
+    pipeline, letters = make_pipeline(tmp_path, sink)
+    noise = {"eventSource": "s3.amazonaws.com", "eventName": "GetObject", "eventID": "n1"}
+    msgs = [message(i, make_record(e, event_id=f"id-{i}"), noise) for i, e in enumerate(EVENTS)]
+    result = pipeline.handle(msgs)
+    assert [m.id for m in result.done] == [m.id for m in msgs] and not result.retry
+    assert result.findings == 5 and result.skipped == 5
+    assert len(sink.held) == 10  # one ASFF + one OCSF each
+    assert letters.read() == []
+
+
+def test_a_sink_that_is_down_means_no_ack_and_nothing_marked_delivered(tmp_path: Path) -> None:
+    good, down = RecordingSink(), RecordingSink(down=True)
+    pipeline, _ = make_pipeline(tmp_path, good, down)
+    msgs = [message(1, make_record("DeleteNatGateway", event_id="a"))]
+    result = pipeline.handle(msgs)
+    assert result.retry == tuple(msgs) and not result.done
+    # recovery: the same message again is delivered to both and acked
+    down.down = False
+    result = pipeline.handle(msgs)
+    assert result.done == tuple(msgs)
+    assert len(down.held) == 2
+
+
+def test_permanent_rejections_are_dead_lettered_and_the_message_acked(tmp_path: Path) -> None:
+    sink = RecordingSink(reject_ids={"bad"})
+    pipeline, letters = make_pipeline(tmp_path, sink)
+    msg = message(1, make_record("DeleteNetworkInterface", event_id="bad"), make_record("DeleteNetworkInterface", event_id="good"))
+    result = pipeline.handle([msg])
+    assert result.done == (msg,)
+    stored = letters.read()
+    assert {s["stage"] for s in stored} == {"deliver"}
+    assert all("InvalidInput" in s["reason"] for s in stored)
+    assert all(s["record_id"].endswith("/bad") for s in stored)
+
+
+def test_retryable_rejection_keeps_the_message(tmp_path: Path) -> None:
+    sink = RecordingSink(fail=Outcome.RETRYABLE, reject_ids={"slow"})
+    pipeline, letters = make_pipeline(tmp_path, sink)
+    ok_msg = message(1, make_record("DeleteNetworkInterface", event_id="fine"))
+    slow_msg = message(2, make_record("DeleteNetworkInterface", event_id="slow"))
+    result = pipeline.handle([ok_msg, slow_msg])
+    assert result.done == (ok_msg,) and result.retry == (slow_msg,)
+    assert letters.read() == []
+
+
+def test_undecodable_and_invalid_records_are_dead_lettered_with_reason(tmp_path: Path) -> None:
+    sink = RecordingSink()
+    pipeline, letters = make_pipeline(tmp_path, sink)
+    garbage = SourceMessage(id="g", body=b"\x1f\x8b\x08\x00 definitely not gzip DeleteNatGateway", source="test")
+    no_id = message(2, make_record("DeleteNatGateway", eventID=None))
+    fine = message(3, make_record("DeleteNatGateway", event_id="fine"))
+    result = pipeline.handle([garbage, no_id, fine])
+    assert {m.id for m in result.done} == {"g", "m2", "m3"}
+    stored = {s["stage"]: s for s in letters.read()}
+    assert set(stored) == {"decode", "map"}
+    assert "eventID" in stored["map"]["reason"]
+
+
+def test_without_a_dead_letter_destination_bad_records_are_not_acked(tmp_path: Path) -> None:
+    from connector.deadletter import MissingDeadLetters
+
+    factory = FindingFactory.load()
+    selector = Selector(factory.event_names)
+    pipeline = Pipeline(
+        factory=factory, decoder=Decoder(LimitSettings(), prefilter=selector.might_match), selector=selector,
+        sinks=[RecordingSink()], dead_letters=MissingDeadLetters(),
+    )
+    bad = message(1, make_record("DeleteNatGateway", eventID=None))
+    assert pipeline.handle([bad]).retry == (bad,)
+
+
+def test_repeats_are_not_sent_twice_within_the_cache(tmp_path: Path) -> None:
+    sink = RecordingSink()
+    pipeline, _ = make_pipeline(tmp_path, sink)
+    record = make_record("DeleteVpcPeeringConnection", event_id="same")
+    pipeline.handle([message(1, record), message(2, record)])
+    calls = sink.calls
+    result = pipeline.handle([message(3, record)])
+    assert result.done and sink.calls == calls  # nothing new to send

@@ -157,7 +157,12 @@ class Pipeline:
         work: list[_Work] = []
         for message in messages:
             metrics.RECORDS_IN.labels(message.source or "unknown").inc()
-            rendered, letters, skipped = self.map_records(message.body, f"{message.source}:{message.id}")
+            try:
+                rendered, letters, skipped = self.map_records(message.body, f"{message.source}:{message.id}")
+            except ConnectorError as exc:  # retryable trouble while decoding (e.g. S3 unreachable)
+                log.warning("message %s kept for redelivery: %s", message.id, exc)
+                work.append(_Work(message, [], [], 0, failed=True))
+                continue
             work.append(_Work(message, rendered, letters, skipped))
 
         unique: dict[tuple[str, str], RenderedFinding] = {}
@@ -193,7 +198,7 @@ class Pipeline:
         owners: list[_Work] = []
         for w in work:
             keys = {_key(i) for i in w.rendered}
-            if keys & failed_keys:
+            if w.failed or keys & failed_keys:
                 w.failed = True
                 continue
             w.letters.extend(finding_letters[k] for k in sorted(keys) if k in finding_letters)

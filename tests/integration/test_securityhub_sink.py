@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Iterator
 
 import boto3
@@ -18,11 +19,12 @@ from prometheus_client import REGISTRY
 
 from connector.config import load_settings
 from connector.credentials import SessionCache
-from connector.errors import ConfigError, DeliveryError
+from connector.errors import ConfigError, DeliveryError, MappingFileError
 from connector.model import Outcome, RenderedFinding
 from connector.retry import Backoff
 from connector.sinks import sink_class
 from connector.sinks.securityhub import MAX_FINDING_BYTES, MAX_REQUEST_BYTES, SecurityHubSink
+from tests.conftest import require
 from tests.support.faultproxy import FaultProxy, Faults, max_in_window
 from tests.support.moto import ACCOUNT_ID, MotoServer
 from tests.support.sink_findings import findings
@@ -271,3 +273,48 @@ def test_fault_proxy_throttle_is_parsed_by_botocore_as_the_service_sends_it(prox
         client.batch_import_findings(Findings=[doc])
     assert caught.value.response["Error"]["Code"] == "TooManyRequestsException"
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+
+
+def test_through_the_pipeline_invalid_findings_are_dead_lettered_with_their_error(
+    proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """The acceptance case end to end: 50 % throttled, some rejected → held or dead-lettered, all acked."""
+    from connector.config import Settings
+    from connector.deadletter import FileDeadLetters
+    from connector.findings import FindingFactory
+    from connector.model import SourceMessage
+    from connector.pipeline import Pipeline
+    from tests.support.records import make_record
+
+    try:
+        events = FindingFactory.load().event_names
+    except MappingFileError:
+        events = ()
+    require(bool(events), "no mapping files in mappings/ yet")
+    region = "eu-south-1"
+    proxy.faults = Faults(throttle_fraction=0.5, reject_marker="/bad-", seed=11)
+    records = [
+        make_record(events[n % len(events)], event_id=f"{'bad' if n % 7 == 3 else 'good'}-{n:04d}",
+                    recipientAccountId=ACCOUNT_ID, awsRegion=region)
+        for n in range(30)
+    ]
+    messages = [SourceMessage(id=f"m{n}", body=json.dumps(r).encode(), source="sqs") for n, r in enumerate(records)]
+    dead_letters = FileDeadLetters(f"file://{tmp_path}/dlq")
+    sink = make_sink(rate_per_second=8, burst=4, max_findings_per_request=10)
+    pipeline = Pipeline.from_settings(Settings(sinks=("securityhub",)), sinks=[sink], dead_letters=dead_letters)
+
+    result = pipeline.handle(messages)
+
+    assert {m.id for m in result.done} == {m.id for m in messages} and result.retry == ()
+    bad_ids = {r["eventID"] for r in records if r["eventID"].startswith("bad-")}
+    letters = dead_letters.read()
+    assert {json.loads(letter["body"])["Id"].rsplit("/", 1)[-1] for letter in letters} == bad_ids
+    assert all(letter["stage"] == "deliver" and "InvalidInput: " in letter["reason"] for letter in letters)
+    held = stored_ids(boto3.Session(), region)
+    assert {fid.rsplit("/", 1)[-1] for fid in held} == {r["eventID"] for r in records} - bad_ids
+    assert any(r.answer == "throttled" for r in proxy.imports())
+
+    # The same events again (a redelivery): nothing new in Security Hub, every message acked.
+    again = Pipeline.from_settings(Settings(sinks=("securityhub",)), sinks=[sink], dead_letters=dead_letters)
+    assert {m.id for m in again.handle(messages).done} == {m.id for m in messages}
+    assert stored_ids(boto3.Session(), region) == held

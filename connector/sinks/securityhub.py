@@ -26,6 +26,7 @@ Contract (see ``connector.sinks.base``): every finding of a batch gets exactly o
   this process's own (STS GetCallerIdentity) nor in ``securityhub.local_accounts`` is written
   with a role assumed from ``securityhub.assume_role_arn_template`` (``connector.credentials``),
   in the finding's Region. Without a template such findings are PERMANENT, with the reason.
+  A non-default (partner) product ARN is imported with this process's own credentials.
 """
 
 from __future__ import annotations
@@ -194,17 +195,16 @@ class SecurityHubSink:
     def _is_local(self, account: str) -> bool:
         return account in self.local_accounts or account == self.sessions.own_account()
 
-    def _client_for(self, account: str, region: str, partition: str) -> Any:
-        if self._is_local(account):
-            return self.sessions.client("securityhub", region=region, config=self.client_config)
-        return self.sessions.client(
-            "securityhub", region=region, account=account, partition=partition, config=self.client_config
-        )
+    @staticmethod
+    def _default_product(document: Mapping[str, Any], account: str) -> bool:
+        """Only the default product ties the caller to ``AwsAccountId``; a partner product ARN
+        is imported by the product's own account for any account that enabled it."""
+        return str(document.get("ProductArn", "")).endswith(f":product/{account}/default")
 
     # -- send ----------------------------------------------------------------------------
     def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]:
         results: dict[str, DeliveryResult] = {}
-        groups: OrderedDict[tuple[str, str, str], list[tuple[str, Mapping[str, Any], int]]] = OrderedDict()
+        groups: OrderedDict[tuple[str, str, str, bool], list[tuple[str, Mapping[str, Any], int]]] = OrderedDict()
         seen: set[str] = set()
         for item in batch:
             if item.format != "asff" or item.finding_id in seen:
@@ -221,10 +221,11 @@ class SecurityHubSink:
             account = str(doc.get("AwsAccountId") or item.finding.event.account_id)
             region = str(doc.get("Region") or item.finding.event.region)
             partition = item.finding.event.partition or "aws"
-            groups.setdefault((account, region, partition), []).append((item.finding_id, doc, size))
+            own = not self._default_product(doc, account)
+            groups.setdefault((account, region, partition, own), []).append((item.finding_id, doc, size))
 
-        for (account, region, partition), docs in groups.items():
-            self._send_group(account, region, partition, docs, results)
+        for (account, region, partition, own), docs in groups.items():
+            self._send_group(account, region, partition, docs, results, own_credentials=own)
 
         out = []
         for item in batch:
@@ -241,9 +242,15 @@ class SecurityHubSink:
         partition: str,
         docs: list[tuple[str, Mapping[str, Any], int]],
         results: dict[str, DeliveryResult],
+        *,
+        own_credentials: bool = False,
     ) -> None:
         try:
-            if not self._is_local(account) and not self.sessions.role_arn_template:
+            if own_credentials or self._is_local(account):
+                client = self.sessions.client("securityhub", region=region, config=self.client_config)
+                # The quota is the caller's: rate-limit by the account that signs the request.
+                caller = self.sessions.own_account()
+            elif not self.sessions.role_arn_template:
                 reason = (
                     f"AccountNotWritable: the finding is for account {account}, not this connector's "
                     f"({self.sessions.own_account()}), and no securityhub.assume_role_arn_template is set; "
@@ -252,13 +259,17 @@ class SecurityHubSink:
                 for fid, _, _ in docs:
                     results[fid] = DeliveryResult(fid, Outcome.PERMANENT, reason)
                 return
-            client = self._client_for(account, region, partition)
+            else:
+                client = self.sessions.client(
+                    "securityhub", region=region, account=account, partition=partition, config=self.client_config
+                )
+                caller = account
         except DeliveryError as exc:
             for fid, _, _ in docs:
                 results[fid] = DeliveryResult(fid, Outcome.RETRYABLE, str(exc))
             return
         for request in chunk(docs, max_count=self.max_findings_per_request, max_bytes=self.max_request_bytes):
-            self._import(client, (account, region), request, results)
+            self._import(client, (caller, region), request, results)
 
     def _call(self, client: Any, key: tuple[str, str], documents: list[Mapping[str, Any]]) -> dict[str, Any]:
         """One BatchImportFindings request, with a token first and our own retries."""

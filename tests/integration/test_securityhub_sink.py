@@ -195,9 +195,15 @@ def test_other_accounts_without_a_role_template_are_permanent_failures(proxy: Fa
     own = findings(2, region=region, prefix="mine")
     other = findings(2, account=OTHER_ACCOUNT, region=region, prefix="theirs")
     local = findings(2, account="777788889999", region=region, prefix="delegated")
+    # A partner product imports for any account that enabled it: no role needed.
+    partner = [
+        replace(item, document=dict(item.document, ProductArn=f"arn:aws:securityhub:{region}::product/example/ndr"))
+        for item in findings(2, account=OTHER_ACCOUNT, region=region, prefix="partner")
+    ]
     sink = make_sink(rate_per_second=0, local_accounts=("777788889999",))
-    results = by_outcome(own + other + local, sink.send(own + other + local))
-    assert set(results[Outcome.OK]) == {f.finding_id for f in own + local}
+    batch = own + other + local + partner
+    results = by_outcome(batch, sink.send(batch))
+    assert set(results[Outcome.OK]) == {f.finding_id for f in own + local + partner}
     for fid in (f.finding_id for f in other):
         assert results[Outcome.PERMANENT][fid].startswith("AccountNotWritable: ")
         assert OTHER_ACCOUNT in results[Outcome.PERMANENT][fid]

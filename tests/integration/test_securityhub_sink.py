@@ -102,12 +102,15 @@ def test_throttling_5xx_and_rejections_lose_nothing_and_hold_the_rate(proxy: Fau
     assert proxy.faults.failed_once == {f.finding_id for f in flaky}
     assert all(r.findings <= 5 for r in imports)
     # The rate the proxy saw: a bucket lets through at most burst + rate * w requests in any
-    # window of w seconds (one request of slack for network jitter between sink and proxy).
+    # window of w seconds. Two requests of slack: the proxy stamps arrival, not sending, and a
+    # loaded machine can delay one request until the next one catches up. (Without the limiter
+    # this batch puts ~27 requests in one second.)
+    slack = 2
     times = [r.at for r in imports]
-    assert max_in_window(times, 1.0) <= burst + rate * 1.0 + 1
-    assert max_in_window(times, 0.25) <= burst + rate * 0.25 + 1
+    assert max_in_window(times, 1.0) <= burst + rate * 1.0 + slack
+    assert max_in_window(times, 0.25) <= burst + rate * 0.25 + slack
     duration = times[-1] - times[0]
-    assert len(times) <= burst + rate * duration + 1
+    assert len(times) / duration <= rate + (burst + slack) / duration
     assert metric("connector_throttles_total") - throttles_before == answers.count("throttled")
     assert metric("connector_retries_total") > retries_before
 

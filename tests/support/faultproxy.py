@@ -139,8 +139,7 @@ class FaultProxy:
             return "forwarded"
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
-        length = int(handler.headers.get("Content-Length") or 0)
-        body = handler.rfile.read(length) if length else b""
+        body = self._read_body(handler)
         auth = handler.headers.get("Authorization", "")
         match = CREDENTIAL.search(auth)
         key_id, region, service = (match.group(1), match.group(2), match.group(3)) if match else ("", "", "")
@@ -183,6 +182,22 @@ class FaultProxy:
             answer_doc["FailedFindings"] = list(answer_doc.get("FailedFindings", [])) + failed
             payload = json.dumps(answer_doc).encode()
         self._send(handler, status, headers, payload)
+
+    @staticmethod
+    def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
+        """The request body, de-chunked if sent with ``Transfer-Encoding: chunked``."""
+        if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
+            parts = []
+            while True:
+                size = int(handler.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(parts)
+                parts.append(handler.rfile.read(size))
+                handler.rfile.readline()
+        length = int(handler.headers.get("Content-Length") or 0)
+        return handler.rfile.read(length) if length else b""
 
     def _failure_for(self, finding_id: str) -> tuple[str, str] | None:
         faults = self.faults

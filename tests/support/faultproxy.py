@@ -187,7 +187,7 @@ class FaultProxy:
     def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
         """The request body, de-chunked if sent with ``Transfer-Encoding: chunked``."""
         if "chunked" in handler.headers.get("Transfer-Encoding", "").lower():
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size = int(handler.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
                 if size == 0:

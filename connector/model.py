@@ -227,6 +227,8 @@ class DeliveryResult:
     finding_id: str
     outcome: Outcome
     error: str | None = None
+    #: Which rendering the result is for; ``None`` means every format of the finding in the batch.
+    format: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

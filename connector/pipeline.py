@@ -138,11 +138,15 @@ class Pipeline:
         by_id: dict[str, list[RenderedFinding]] = {}
         for item in items:
             by_id.setdefault(item.finding_id, []).append(item)
+        severity = {Outcome.OK: 0, Outcome.PERMANENT: 1, Outcome.RETRYABLE: 2}
         out: dict[tuple[str, str], DeliveryResult] = {}
-        formats_sent = {i.format for i in items}
         for result in results:
             for item in by_id.get(result.finding_id, []):
-                if len(formats_sent) == 1 or _key(item) not in out:
+                if result.format is not None and result.format != item.format:
+                    continue
+                known = out.get(_key(item))
+                # Two answers for one document: the worse one counts (never let OK hide a failure).
+                if known is None or severity[result.outcome] > severity[known.outcome]:
                     out[_key(item)] = result
         # A result a sink forgot to give is a failure to deliver, never a success.
         for item in items:

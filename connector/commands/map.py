@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         import boto3
 
         s3_client = boto3.client("s3")
-    decoder = Decoder(settings.limits, s3_client=s3_client, prefilter=selector.might_match)
+    # No byte prefilter here: offline, every malformed part must be reported, not skipped unseen.
+    decoder = Decoder(settings.limits, s3_client=s3_client)
     origin = "stdin" if args.path == "-" else args.path
     written = skipped = invalid = 0
     out = sys.stdout

@@ -28,6 +28,13 @@ class TemplateValues(dict[str, str]):
         return f"<{key}>"
 
 
+class ProseValues(TemplateValues):
+    """For titles and descriptions: an absent id reads as "(unknown)" rather than a placeholder."""
+
+    def __missing__(self, key: str) -> str:
+        return "(unknown)"
+
+
 _FORMATTER = string.Formatter()
 
 
@@ -145,14 +152,14 @@ def _outcome_sentence(event: CloudTrailEvent) -> str:
     if event.dry_run:
         return " This was a dry run (Client.DryRunOperation): the caller holds the permission, and nothing was changed."
     if event.failed:
-        detail = f": {event.error_message}" if event.error_message else ""
+        detail = f": {event.error_message.rstrip('.')}" if event.error_message else ""
         return f" The attempt FAILED with {event.error_code}{detail}; nothing was deleted, but someone tried."
     return ""
 
 
 def build_remediation(mapping: EventMapping, values: TemplateValues) -> Remediation:
     spec = mapping.remediation
-    summary = _clip(fill(spec["summary"], values), RECOMMENDATION_MAX)
+    summary = _clip(fill(spec["summary"], ProseValues(values)), RECOMMENDATION_MAX)
     recovery = tuple(fill(step, values) for step in spec["recovery"])
     console = tuple(fill(step, values) for step in spec["console_steps"])
     cli = tuple(CliCommand(fill(c.description, values), fill(c.command, values)) for c in mapping.cli)
@@ -183,12 +190,13 @@ def build_finding(event: CloudTrailEvent, mapping: EventMapping) -> Finding:
         title_template = mapping.failed_title
     else:
         title_template = mapping.title
-    description = fill(mapping.description, values) + _outcome_sentence(event)
+    prose = ProseValues(values)
+    description = fill(mapping.description, prose) + _outcome_sentence(event)
     return Finding(
         id=finding_id(event),
         mapping_id=mapping.id,
         mapping_version=mapping.version,
-        title=_clip(fill(title_template, values), TITLE_MAX),
+        title=_clip(fill(title_template, prose), TITLE_MAX),
         description=_clip(description, DESCRIPTION_MAX),
         severity=severity,
         severity_reason=reason,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from connector.mapping.loader import COMMON_VARIABLES
 from connector.model import Finding
 
 SCHEMA_VERSION = "2018-10-08"
@@ -96,7 +97,7 @@ def _product_fields(finding: Finding) -> dict[str, str]:
             uid for uid in (attack.tactic_uid, attack.technique_uid, attack.sub_technique_uid) if uid
         )
     for name, value in sorted(finding.values.items()):
-        if name not in fields and f"{p}/{name}" not in fields:
+        if name not in COMMON_VARIABLES:
             fields[f"{p}/requestParameters/{name}"] = value
     clean = {k[:128]: v[:2048] for k, v in fields.items() if v and v.strip()}
     return dict(list(clean.items())[:MAX_PRODUCT_FIELDS])

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from connector import __version__
+from connector.mapping.loader import COMMON_VARIABLES
 from connector.model import Finding, Identity
 from connector.render.asff import cloudtrail_console_url
 
@@ -203,7 +204,7 @@ def render_ocsf(finding: Finding) -> dict[str, Any]:
             "severity_reason": finding.severity_reason,
             "outcome": finding.outcome,
             "cloudtrail_event_version": event.event_version,
-            "request_parameters": {k: v for k, v in finding.values.items() if not v.startswith("<")},
+            "request_parameters": {k: v for k, v in finding.values.items() if k not in COMMON_VARIABLES},
         },
     }
     if finding.outcome != "succeeded":

@@ -3,7 +3,9 @@
 ``send`` takes a batch of rendered findings (only in the formats the sink declares) and returns
 exactly one ``DeliveryResult`` per finding document: OK, RETRYABLE (the pipeline leaves the
 source record unacknowledged so it is redelivered) or PERMANENT (the pipeline dead-letters the
-finding with the error). A sink retries transient errors itself, with capped exponential backoff
+finding with the error). A sink that takes several formats sets ``DeliveryResult.format`` so that
+each rendering has its own answer (a result without a format applies to every rendering of that
+finding id, and the worst answer wins). A sink retries transient errors itself, with capped exponential backoff
 and jitter, before it answers RETRYABLE; it never drops a finding without saying so.
 """
 

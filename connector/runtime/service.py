@@ -1,0 +1,105 @@
+"""The service: settings → source, pipeline, runner, HTTP endpoints, signal handling.
+
+SIGTERM/SIGINT set the runner's stop event: polling stops, in-flight batches finish and are
+acknowledged, and the process exits 0 — all within ``grace_seconds``. If the grace period runs
+out first, the process exits 1 without acknowledging what is unfinished (the source redelivers it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from connector.config import Settings
+from connector.pipeline import Pipeline
+from connector.runtime.runner import Runner
+from connector.sources import source_class
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    runner: Runner
+    pipeline: Pipeline
+    http: Any = None
+
+    def ready(self) -> tuple[bool, str]:
+        """Sources and sinks reachable and not draining (for /readyz)."""
+        if self.runner.draining or self.runner.stop.is_set():
+            return False, "draining"
+        try:
+            self.runner.source.check()
+        except Exception as exc:
+            return False, f"source {self.runner.source.name}: {exc}"
+        for sink in self.pipeline.sinks:
+            try:
+                sink.check()
+            except Exception as exc:
+                return False, f"sink {sink.name}: {exc}"
+        return True, "ok"
+
+
+def build(settings: Settings, *, once: bool = False, stop: threading.Event | None = None) -> Service:
+    source = source_class(settings.source).from_settings(settings)
+    pipeline = Pipeline.from_settings(settings)
+    heartbeat = max(1.0, settings.sqs.visibility_timeout / 3)
+    runner = Runner(source, pipeline, once=once, stop=stop, max_in_flight=settings.max_in_flight, heartbeat_seconds=heartbeat)
+    return Service(settings, runner, pipeline)
+
+
+def _install_signals(service: Service) -> None:
+    grace = service.settings.grace_seconds
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if service.runner.stop.is_set():
+            return
+        log.info("signal %s: draining (grace %.0fs)", signal.Signals(signum).name, grace)
+        service.runner.stop.set()
+
+        def expire() -> None:
+            log.error("grace period of %.0fs ran out; exiting with work unacknowledged", grace)
+            logging.shutdown()
+            os._exit(1)
+
+        timer = threading.Timer(grace, expire)
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def run(settings: Settings, *, once: bool = False, serve_http: bool = True) -> int:
+    service = build(settings, once=once)
+    if threading.current_thread() is threading.main_thread():
+        _install_signals(service)
+    if serve_http and settings.http_port:
+        try:
+            from connector.runtime.http import start_http_server
+
+            service.http = start_http_server(service)
+        except OSError as exc:
+            log.error("cannot serve HTTP on %s:%s: %s", settings.http_host, settings.http_port, exc)
+            return 2
+    try:
+        code = service.runner.run()
+    finally:
+        try:
+            service.runner.source.close()
+        finally:
+            service.pipeline.close()
+            if service.http is not None:
+                service.http.shutdown()
+    print(
+        f"connector run: received {service.runner.received}, acknowledged {service.runner.acked}, "
+        f"left for redelivery {service.runner.released}",
+        file=sys.stderr,
+    )
+    return code

@@ -7,12 +7,16 @@ where a missing component is a broken build, not a reason to skip.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
 from tests.support.moto import MotoServer, start_moto_server
+
+if TYPE_CHECKING:
+    from tests.support.opensearch import OpenSearchNode
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("CONNECTOR_SHARED_DIR", REPO.parent / "shared"))
@@ -55,3 +59,28 @@ def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoSer
     for key, value in moto_server.env().items():
         monkeypatch.setenv(key, value)
     return moto_server
+
+
+@pytest.fixture(scope="session")
+def opensearch_node() -> Iterator["OpenSearchNode | None"]:
+    """A real OpenSearch node for the session (None when OPENSEARCH_URL names an external one)."""
+    from tests.support.opensearch import NodeError, OpenSearchNode
+
+    if os.environ.get("OPENSEARCH_URL"):
+        yield None
+        return
+    try:
+        node = OpenSearchNode()
+        node.start()
+    except (NodeError, OSError, subprocess.SubprocessError) as exc:
+        require(False, f"could not start a real OpenSearch node: {exc}")
+        return
+    try:
+        yield node
+    finally:
+        node.cleanup()
+
+
+@pytest.fixture(scope="session")
+def opensearch_url(opensearch_node: "OpenSearchNode | None") -> str:
+    return os.environ.get("OPENSEARCH_URL") or opensearch_node.url  # type: ignore[union-attr]

@@ -1,0 +1,192 @@
+"""OpenSearch sink: ``_bulk`` with ``_id`` = finding id, per-item results read, one index per day.
+
+Documents go to ``<prefix>-asff-YYYY.MM.DD`` and ``<prefix>-ocsf-2004-YYYY.MM.DD`` by the *event*
+day, so a replay or a redelivery lands in the same index and overwrites the same ``_id`` instead
+of duplicating. Each document is the rendered finding plus a ``connector`` object with the
+fields a SOC filters on (the same in both index kinds) and the raw CloudTrail record as one
+unindexed string, so arbitrary CloudTrail payloads never add fields to the mapping.
+
+Bulk requests are cut at ``opensearch.bulk_max_bytes`` (10 MB default, inside Amazon OpenSearch
+Service's 10–100 MB payload limits; opensearch-py's 100 MB default is not). 429 and 5xx items,
+and connection failures, are retried with capped backoff and jitter; other item errors (mapping
+conflicts, parse errors) are PERMANENT and the pipeline dead-letters them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import time
+from typing import Any, ClassVar, Iterator, Sequence
+
+from opensearchpy import helpers
+from opensearchpy.exceptions import ConnectionError as OSConnectionError
+from opensearchpy.exceptions import TransportError
+
+from connector.config import OpenSearchSettings, Settings
+from connector.model import DeliveryResult, Finding, Outcome, RenderedFinding
+from connector.opensearch_client import make_client
+from connector.retry import Backoff
+from connector.runtime import metrics
+from connector.sinks.base import register
+
+log = logging.getLogger(__name__)
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+def index_name(prefix: str, item: RenderedFinding) -> str:
+    day = item.finding.event.event_time.strftime("%Y.%m.%d")
+    return f"{prefix}-ocsf-2004-{day}" if item.format == "ocsf" else f"{prefix}-asff-{day}"
+
+
+def _ip(text: str | None) -> str | None:
+    if not text:
+        return None
+    try:
+        ipaddress.ip_address(text)
+        return text
+    except ValueError:
+        return None
+
+
+def summary(finding: Finding, fmt: str) -> dict[str, Any]:
+    """The filterable fields, identical in both index kinds (see the index templates)."""
+    event = finding.event
+    ident = event.identity
+    doc: dict[str, Any] = {
+        "finding_id": finding.id,
+        "event_time": event.event_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "event_name": event.event_name,
+        "event_id": event.event_id,
+        "account": event.account_id,
+        "region": event.region,
+        "principal": ident.display,
+        "principal_arn": ident.arn or ident.invoked_by,
+        "principal_type": ident.type,
+        "source_address": event.source_ip,
+        "source_ip": _ip(event.source_ip),
+        "user_agent": event.user_agent,
+        "resource_ids": [r.id for r in finding.resources],
+        "resource_arns": [r.arn for r in finding.resources],
+        "resource_types": sorted({r.ocsf_type for r in finding.resources}),
+        "severity": finding.severity.name,
+        "severity_id": int(finding.severity),
+        "status": "NEW",
+        "outcome": finding.outcome,
+        "error_code": event.error_code,
+        "title": finding.title,
+        "mapping_id": finding.mapping_id,
+        "attack_ids": sorted({uid for a in finding.attacks for uid in (a.tactic_uid, a.technique_uid, a.sub_technique_uid) if uid}),
+        "remediation": finding.remediation.runbook,
+        "remediation_summary": finding.remediation.summary,
+        "raw_event": json.dumps(event.raw, sort_keys=True, default=str),
+    }
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+@register("opensearch")
+class OpenSearchSink:
+    name: ClassVar[str] = "opensearch"
+    formats: ClassVar[tuple[str, ...]] = ("asff", "ocsf")
+    iam_actions: ClassVar[tuple[str, ...]] = ("es:ESHttpPost", "es:ESHttpPut", "es:ESHttpGet", "es:ESHttpHead")
+
+    def __init__(self, settings: OpenSearchSettings, client: Any = None) -> None:
+        self.settings = settings
+        self.prefix = settings.index_prefix
+        self.client = client or make_client(settings)
+        self.backoff = Backoff(base_seconds=0.5, cap_seconds=20, max_attempts=max(1, settings.max_attempts))
+        self._templates_ready = False
+
+    def _ensure_templates(self) -> None:
+        """Without the templates, the first write would create indexes with dynamic mappings of
+        whole CloudTrail payloads; so make sure they exist before writing (``connector setup``
+        does the same, plus the ISM policy)."""
+        if self._templates_ready:
+            return
+        from connector.opensearch_setup import install
+
+        for line in install(self.client, self.prefix, ism=False):
+            if not line.endswith("unchanged"):
+                log.info(line)
+        self._templates_ready = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "OpenSearchSink":
+        return cls(settings.opensearch)
+
+    def _actions(self, items: Sequence[RenderedFinding]) -> Iterator[dict[str, Any]]:
+        for item in items:
+            source = dict(item.document)
+            source.pop("raw_data", None)  # kept once, as connector.raw_event
+            source["connector"] = summary(item.finding, item.format)
+            yield {"_op_type": "index", "_index": index_name(self.prefix, item), "_id": item.finding_id, "_source": source}
+
+    def _bulk_once(self, items: Sequence[RenderedFinding]) -> dict[tuple[str, str], tuple[Outcome, str | None]]:
+        """One pass: the outcome of every item (by finding id and format)."""
+        by_index_id = {(index_name(self.prefix, i), i.finding_id): i for i in items}
+        out: dict[tuple[str, str], tuple[Outcome, str | None]] = {}
+        try:
+            for ok, info in helpers.streaming_bulk(
+                self.client,
+                self._actions(items),
+                chunk_size=5000,
+                max_chunk_bytes=self.settings.bulk_max_bytes,
+                raise_on_error=False,
+                raise_on_exception=False,
+                max_retries=0,
+            ):
+                result = next(iter(info.values()))
+                item = by_index_id.get((result.get("_index"), result.get("_id")))
+                if item is None:
+                    continue
+                key = (item.finding_id, item.format)
+                status = int(result.get("status", 0) or 0)
+                if ok and status < 300:
+                    out[key] = (Outcome.OK, None)
+                elif status in RETRYABLE_STATUS or not status:
+                    if status == 429:
+                        metrics.THROTTLES.labels("opensearch").inc()
+                    out[key] = (Outcome.RETRYABLE, f"{status}: {result.get('error')}")
+                else:
+                    error = result.get("error")
+                    reason = error.get("reason") if isinstance(error, dict) else error
+                    kind = error.get("type") if isinstance(error, dict) else "error"
+                    out[key] = (Outcome.PERMANENT, f"{status} {kind}: {reason}")
+        except (OSConnectionError, TransportError, OSError) as exc:
+            log.warning("OpenSearch bulk failed: %s", exc)
+        for item in items:  # anything without an answer was not delivered
+            out.setdefault((item.finding_id, item.format), (Outcome.RETRYABLE, "no answer from OpenSearch"))
+        return out
+
+    def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]:
+        try:
+            self._ensure_templates()
+        except (OSConnectionError, TransportError, OSError) as exc:
+            log.warning("OpenSearch unreachable while checking templates: %s", exc)
+            return [DeliveryResult(i.finding_id, Outcome.RETRYABLE, f"OpenSearch unreachable: {exc}", i.format) for i in batch]
+        pending = list(batch)
+        final: dict[tuple[str, str], tuple[Outcome, str | None]] = {}
+        for attempt in range(1, self.backoff.max_attempts + 1):
+            outcomes = self._bulk_once(pending)
+            final.update(outcomes)
+            pending = [i for i in pending if outcomes[(i.finding_id, i.format)][0] is Outcome.RETRYABLE]
+            if not pending or attempt == self.backoff.max_attempts:
+                break
+            metrics.RETRIES.labels("opensearch").inc(len(pending))
+            time.sleep(self.backoff.delay(attempt))
+        return [
+            DeliveryResult(item.finding_id, final[(item.finding_id, item.format)][0], final[(item.finding_id, item.format)][1], item.format)
+            for item in batch
+        ]
+
+    def check(self) -> None:
+        health = self.client.cluster.health(request_timeout=5)
+        if health.get("status") not in ("green", "yellow"):
+            raise ConnectionError(f"cluster health is {health.get('status')}")
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # closing a client that never connected
+            pass

@@ -1,0 +1,150 @@
+"""The OpenSearch sink, templates, setup and `connector findings` against a real OpenSearch node."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Iterator
+
+import pytest
+from opensearchpy import OpenSearch
+
+from connector.config import OpenSearchSettings
+from connector.findings import FindingFactory
+from connector.model import Outcome, RenderedFinding
+from connector.opensearch_client import make_client
+from connector.opensearch_setup import install
+from connector.sinks.opensearch import OpenSearchSink
+from tests.support.records import EVENTS, make_record
+
+pytestmark = pytest.mark.opensearch
+
+
+@pytest.fixture()
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture()
+def client(opensearch_url: str) -> Iterator[OpenSearch]:
+    c = make_client(OpenSearchSettings(url=opensearch_url))
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def factory() -> FindingFactory:
+    return FindingFactory.load()
+
+
+def recent(minutes: int) -> str:
+    return (datetime.now(timezone.utc) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def findings(factory: FindingFactory, tag: str, **overrides: object) -> list[RenderedFinding]:
+    out = []
+    for i, event in enumerate(EVENTS):
+        out += factory.render(make_record(event, event_id=f"{tag}-{i}", eventTime=recent(10 + i), **overrides))
+    return out
+
+
+def count(client: OpenSearch, index: str) -> int:
+    client.indices.refresh(index=index, ignore_unavailable=True)
+    return int(client.count(index=index, ignore_unavailable=True)["count"])
+
+
+def test_setup_is_idempotent(client: OpenSearch, prefix: str) -> None:
+    first = install(client, prefix)
+    second = install(client, prefix)
+    assert any(line.endswith("created") for line in first)
+    assert all(line.endswith(("unchanged", "is not installed)")) for line in second), second
+
+
+def test_bulk_is_idempotent_and_lands_in_event_day_indexes(client: OpenSearch, opensearch_url: str, prefix: str, factory: FindingFactory) -> None:
+    sink = OpenSearchSink(OpenSearchSettings(url=opensearch_url, index_prefix=prefix))
+    batch = findings(factory, "idem")
+    results = sink.send(batch)
+    assert [r.outcome for r in results] == [Outcome.OK] * len(batch)
+    assert {r.format for r in results} == {"asff", "ocsf"}
+    assert count(client, f"{prefix}-asff") == 5 and count(client, f"{prefix}-ocsf") == 5
+    sink.send(batch)  # redelivery overwrites by _id
+    assert count(client, f"{prefix}-asff") == 5 and count(client, f"{prefix}-ocsf") == 5
+    day = datetime.now(timezone.utc) - timedelta(minutes=10)
+    assert client.indices.exists(index=f"{prefix}-ocsf-2004-{batch[0].finding.event.event_time:%Y.%m.%d}")
+    assert day.strftime("%Y.%m.%d") in " ".join(client.indices.get_alias(index=f"{prefix}-asff"))
+
+
+def test_search_by_resource_principal_and_severity(client: OpenSearch, opensearch_url: str, prefix: str, factory: FindingFactory) -> None:
+    sink = OpenSearchSink(OpenSearchSettings(url=opensearch_url, index_prefix=prefix))
+    sink.send(findings(factory, "search"))
+    client.indices.refresh(index=f"{prefix}-*")
+
+    def hits(field: str, value: str) -> int:
+        body = {"query": {"term": {field: value}}}
+        return int(client.search(index=f"{prefix}-ocsf", body=body)["hits"]["total"]["value"])
+
+    assert hits("connector.resource_ids", "nat-0badc0de0badc0de0") == 1
+    assert hits("connector.principal", "alice") == 5
+    assert hits("connector.severity", "HIGH") >= 3
+    assert hits("resources.uid", "arn:aws:ec2:eu-west-1:111122223333:natgateway/nat-0badc0de0badc0de0") == 1
+    body = {"query": {"term": {"connector.source_ip": "203.0.113.0/24"}}}
+    assert client.search(index=f"{prefix}-asff", body=body)["hits"]["total"]["value"] == 5
+
+
+def test_arbitrary_cloudtrail_payloads_do_not_grow_the_mapping(client: OpenSearch, opensearch_url: str, prefix: str, factory: FindingFactory) -> None:
+    sink = OpenSearchSink(OpenSearchSettings(url=opensearch_url, index_prefix=prefix))
+    wide = {f"field{i}": {"nested": i} for i in range(5000)}
+    batch = factory.render(make_record("DeleteNetworkInterface", event_id="wide", eventTime=recent(5), requestParameters={"networkInterfaceId": "eni-0123", **wide}))
+    assert all(r.outcome is Outcome.OK for r in sink.send(batch))
+    mappings = client.indices.get_mapping(index=f"{prefix}-ocsf")
+    text = json.dumps(mappings)
+    assert "field4999" not in text and text.count('"type"') < 200
+
+
+def test_mapping_conflicts_are_permanent(client: OpenSearch, opensearch_url: str, prefix: str, factory: FindingFactory) -> None:
+    batch = [r for r in findings(factory, "conflict") if r.format == "asff"][:1]
+    day = batch[0].finding.event.event_time.strftime("%Y.%m.%d")
+    install(client, prefix, ism=False)
+    # An index created by someone else, where Title is a number: the document cannot be indexed.
+    client.indices.create(index=f"{prefix}-asff-{day}", body={"mappings": {"properties": {"Title": {"type": "long"}}}})
+    sink = OpenSearchSink(OpenSearchSettings(url=opensearch_url, index_prefix=prefix))
+    result = sink.send(batch)[0]
+    assert result.outcome is Outcome.PERMANENT
+    assert "mapper_parsing_exception" in (result.error or "") or "400" in (result.error or "")
+
+
+def test_unreachable_cluster_is_retryable_not_lost(prefix: str, factory: FindingFactory) -> None:
+    from tests.support.moto import free_port
+
+    settings = OpenSearchSettings(url=f"http://127.0.0.1:{free_port()}", index_prefix=prefix, max_attempts=2, timeout_seconds=2)
+    results = OpenSearchSink(settings).send(findings(factory, "down"))
+    assert {r.outcome for r in results} == {Outcome.RETRYABLE}
+
+
+def test_connector_setup_and_findings_cli(client: OpenSearch, opensearch_url: str, prefix: str, factory: FindingFactory) -> None:
+    env = dict(os.environ, CONNECTOR_OPENSEARCH_URL=opensearch_url, CONNECTOR_OPENSEARCH_INDEX_PREFIX=prefix)
+    setup = subprocess.run([sys.executable, "-m", "connector", "setup"], capture_output=True, text=True, env=env)
+    assert setup.returncode == 0, setup.stderr
+    assert "created" in setup.stdout
+    again = subprocess.run([sys.executable, "-m", "connector", "setup"], capture_output=True, text=True, env=env)
+    assert "created" not in again.stdout and "unchanged" in again.stdout
+    OpenSearchSink(OpenSearchSettings(url=opensearch_url, index_prefix=prefix)).send(findings(factory, "cli"))
+    old = factory.render(make_record("DeleteNatGateway", event_id="old", eventTime="2020-01-01T00:00:00Z"))
+    OpenSearchSink(OpenSearchSettings(url=opensearch_url, index_prefix=prefix)).send(old)
+    client.indices.refresh(index=f"{prefix}-*")
+    listed = subprocess.run([sys.executable, "-m", "connector", "findings", "--since", "1h"], capture_output=True, text=True, env=env)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert lines[0].split()[:2] == ["TIME", "EVENT"]
+    assert len(lines) == 6 and not any("2020-01-01" in line for line in lines)
+    assert {line.split()[1] for line in lines[1:]} == set(EVENTS)
+    by_resource = subprocess.run(
+        [sys.executable, "-m", "connector", "findings", "--resource", "acl-0123456789abcdef0", "--json", "--format", "ocsf"],
+        capture_output=True, text=True, env=env,
+    )
+    docs = [json.loads(line) for line in by_resource.stdout.splitlines()]
+    assert len(docs) == 1 and docs[0]["class_uid"] == 2004

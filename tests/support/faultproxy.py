@@ -68,6 +68,9 @@ class Faults:
     transient_code: str = "InternalFailure"
     seed: int = 4
     failed_once: set[str] = field(default_factory=set)
+    #: JSON-protocol operations (``X-Amz-Target``, e.g. "Kinesis_20131202.GetRecords") to answer
+    #: with (HTTP status, error code) the next N times: {target: [status, code, remaining]}.
+    fail_targets: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class FaultProxy:
@@ -148,6 +151,17 @@ class FaultProxy:
         if is_import:
             findings = list(json.loads(body or b"{}").get("Findings", []))
         answer = self._decide() if is_import else "forwarded"
+        target = handler.headers.get("X-Amz-Target", "")
+        with self.lock:
+            planned = self.faults.fail_targets.get(target)
+            if planned and planned[2] > 0:
+                planned[2] -= 1
+                answer = f"failed:{planned[1]}"
+        if answer.startswith("failed:"):
+            code = answer.split(":", 1)[1]
+            self.requests.append(SeenRequest(time.monotonic(), handler.command, handler.path, service, region, key_id, len(body), 0, (), answer))
+            self._reply(handler, int(planned[0]), {"__type": code, "message": f"injected {code}"}, {"x-amzn-ErrorType": code})
+            return
         with self.lock:
             self.requests.append(
                 SeenRequest(

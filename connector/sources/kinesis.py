@@ -1,0 +1,257 @@
+"""Kinesis Data Streams source: every shard, checkpoints in DynamoDB, resharding, no silent skips.
+
+One replica owns the stream in this mode (scale-out is the Lambda mode). Batches come from one
+shard at a time and are handled in order (``ordered = True`` makes the runner use one worker);
+``ack`` moves the shard's checkpoint over the delivered prefix; ``release`` rewinds the shard to
+its checkpoint so the records are read again. A child shard is not read before its parents
+have been read to their end. An expired iterator is recreated from the checkpoint — never
+silently from LATEST or from the trim horizon; a shard never checkpointed restarts at the time
+this process first read it (AT_TIMESTAMP).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Sequence
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from connector.checkpoints import CheckpointStore
+from connector.config import Settings
+from connector.errors import SourceError
+from connector.model import SourceMessage
+from connector.retry import Backoff, retry_call
+from connector.runtime import metrics
+from connector.sources.base import register
+
+log = logging.getLogger(__name__)
+RELIST_SECONDS = 30.0
+THROTTLED = ("ProvisionedThroughputExceededException", "LimitExceededException", "ThrottlingException")
+
+
+@dataclass
+class ShardState:
+    shard_id: str
+    parents: tuple[str, ...]
+    checkpoint: str | None = None
+    finished: bool = False
+    iterator: str | None = None
+    closed: bool = False  # read to the end: NextShardIterator null, or past EndingSequenceNumber
+    ending_sequence: str | None = None  # set by ListShards once the shard is closed (reshard)
+    at_tip: bool = False
+    first_read_at: datetime | None = None
+    in_flight: list[str] = field(default_factory=list)
+    acked: set[str] = field(default_factory=set)
+
+
+@register("kinesis")
+class KinesisSource:
+    name: ClassVar[str] = "kinesis"
+    ordered: ClassVar[bool] = True
+    iam_actions: ClassVar[tuple[str, ...]] = (
+        "kinesis:ListShards", "kinesis:GetShardIterator", "kinesis:GetRecords", "kinesis:DescribeStreamSummary",
+        *CheckpointStore.iam_actions,
+    )
+
+    def __init__(
+        self,
+        stream_name: str,
+        checkpoints: CheckpointStore,
+        *,
+        start_position: str = "TRIM_HORIZON",
+        start_timestamp: str = "",
+        max_records: int = 1000,
+        idle_sleep_seconds: float = 1.0,
+        client: Any = None,
+    ) -> None:
+        if not stream_name:
+            raise SourceError("setting kinesis.stream_name (CONNECTOR_KINESIS_STREAM_NAME) is required")
+        self.stream = stream_name
+        self.checkpoints = checkpoints
+        self.start_position = start_position
+        self.start_timestamp = datetime.fromisoformat(start_timestamp.replace("Z", "+00:00")) if start_timestamp else None
+        if start_position == "AT_TIMESTAMP" and self.start_timestamp is None:
+            raise SourceError("kinesis.start_position AT_TIMESTAMP needs kinesis.start_timestamp")
+        self.max_records = max_records
+        self.idle_sleep = idle_sleep_seconds
+        self.client = client or boto3.client("kinesis", config=Config(retries={"max_attempts": 2, "mode": "standard"}))
+        self.shards: dict[str, ShardState] = {}
+        self._listed_at = 0.0
+        self._cursor = 0
+        self._backoff = Backoff(base_seconds=0.2, cap_seconds=10, max_attempts=8)
+        self._loaded = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "KinesisSource":
+        k = settings.kinesis
+        return cls(
+            k.stream_name,
+            CheckpointStore(k.checkpoint_table, k.stream_name),
+            start_position=k.start_position,
+            start_timestamp=k.start_timestamp,
+            max_records=k.max_records,
+            idle_sleep_seconds=k.idle_sleep_seconds,
+        )
+
+    # -- shards --------------------------------------------------------------------------
+    def _list_shards(self) -> None:
+        if not self._loaded:
+            for shard_id, cp in self.checkpoints.load().items():
+                self.shards.setdefault(shard_id, ShardState(shard_id, ()))
+                self.shards[shard_id].checkpoint = cp.sequence_number
+                self.shards[shard_id].finished = cp.finished
+            self._loaded = True
+        kwargs: dict[str, Any] = {"StreamName": self.stream}
+        while True:
+            response = self._call(self.client.list_shards, **kwargs)
+            for shard in response["Shards"]:
+                parents = tuple(p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p)
+                state = self.shards.setdefault(shard["ShardId"], ShardState(shard["ShardId"], parents))
+                state.parents = parents
+                state.ending_sequence = shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber")
+            token = response.get("NextToken")
+            if not token:
+                break
+            kwargs = {"NextToken": token}
+        self._listed_at = time.monotonic()
+
+    def _ready(self, state: ShardState) -> bool:
+        """Not finished, and every parent read to its end (or gone from the stream)."""
+        if state.finished:
+            return False
+        return all(self.shards[p].finished if p in self.shards else True for p in state.parents)
+
+    def _call(self, method: Any, **kwargs: Any) -> Any:
+        def throttled(exc: BaseException) -> bool:
+            hit = isinstance(exc, ClientError) and exc.response["Error"]["Code"] in THROTTLED
+            if hit:
+                metrics.THROTTLES.labels("kinesis").inc()
+            return hit
+
+        return retry_call(lambda: method(**kwargs), backoff=self._backoff, retryable=throttled)
+
+    def _iterator(self, state: ShardState) -> str:
+        kwargs: dict[str, Any] = {"StreamName": self.stream, "ShardId": state.shard_id}
+        if state.checkpoint:
+            kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=state.checkpoint)
+        elif state.first_read_at is not None:
+            # Re-reading a shard never checkpointed: from when we first read it, not from LATEST.
+            kwargs.update(ShardIteratorType="AT_TIMESTAMP", Timestamp=state.first_read_at)
+        elif state.parents and any(p in self.shards for p in state.parents):
+            kwargs.update(ShardIteratorType="TRIM_HORIZON")  # a child is read from its start
+        elif self.start_position == "AT_TIMESTAMP":
+            kwargs.update(ShardIteratorType="AT_TIMESTAMP", Timestamp=self.start_timestamp)
+        else:
+            kwargs.update(ShardIteratorType=self.start_position)
+        if state.first_read_at is None:
+            state.first_read_at = datetime.now().astimezone()
+        return str(self._call(self.client.get_shard_iterator, **kwargs)["ShardIterator"])
+
+    # -- contract ------------------------------------------------------------------------
+    def receive(self) -> list[SourceMessage]:
+        if not self.shards or time.monotonic() - self._listed_at > RELIST_SECONDS:
+            self._list_shards()
+        ready = [s for s in self.shards.values() if self._ready(s) and not s.in_flight]
+        if not ready:
+            time.sleep(self.idle_sleep)
+            return []
+        state = ready[self._cursor % len(ready)]
+        self._cursor += 1
+        if state.closed:
+            self._finish_if_done(state)
+            return []
+        if state.iterator is None:
+            state.iterator = self._iterator(state)
+        try:
+            response = self._call(self.client.get_records, ShardIterator=state.iterator, Limit=self.max_records)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ExpiredIteratorException":
+                log.info("iterator of %s expired; resuming from its checkpoint", state.shard_id)
+                state.iterator = None
+                return []
+            if exc.response["Error"]["Code"] == "ResourceNotFoundException":
+                state.finished = True  # the shard aged out of the stream
+                return []
+            raise
+        metrics.KINESIS_LAG_MS.labels(self.stream, state.shard_id).set(response.get("MillisBehindLatest", 0))
+        state.iterator = response.get("NextShardIterator")
+        records = response.get("Records", [])
+        state.at_tip = not records and response.get("MillisBehindLatest", 0) == 0
+        if state.iterator is None or (not records and state.ending_sequence is not None):
+            # A closed shard (after a split or merge) with nothing more to give is finished.
+            state.closed = True
+            if not records:
+                self._finish_if_done(state)
+        if not records:
+            if len(ready) == 1:
+                time.sleep(self.idle_sleep / 4)
+            return []
+        now = time.time()
+        batch = [
+            SourceMessage(
+                id=f"{state.shard_id}:{r['SequenceNumber']}",
+                body=r["Data"],
+                ack_token=(state.shard_id, r["SequenceNumber"]),
+                received_at=now,
+                source="kinesis",
+            )
+            for r in records
+        ]
+        state.in_flight = [r["SequenceNumber"] for r in records]
+        state.acked = set()
+        return batch
+
+    def _finish_if_done(self, state: ShardState) -> None:
+        if state.closed and not state.in_flight:
+            self.checkpoints.save(state.shard_id, state.checkpoint, finished=True)
+            state.finished = True
+            self._listed_at = 0.0  # its children may be ready now: list again
+            log.info("shard %s read to its end", state.shard_id)
+
+    def ack(self, messages: Sequence[SourceMessage]) -> None:
+        touched = set()
+        for message in messages:
+            shard_id, sequence = message.ack_token
+            self.shards[shard_id].acked.add(sequence)
+            touched.add(shard_id)
+        for shard_id in touched:
+            state = self.shards[shard_id]
+            advanced = None
+            while state.in_flight and state.in_flight[0] in state.acked:
+                advanced = state.in_flight.pop(0)
+            if advanced is not None:
+                self.checkpoints.save(shard_id, advanced)
+                state.checkpoint = advanced
+            if not state.in_flight:
+                state.acked.clear()
+                if state.closed:
+                    self._finish_if_done(state)
+        metrics.ACKED.labels("kinesis").inc(len(messages))
+
+    def release(self, messages: Sequence[SourceMessage]) -> None:
+        for shard_id in {m.ack_token[0] for m in messages}:
+            state = self.shards[shard_id]
+            state.in_flight.clear()
+            state.acked.clear()
+            state.iterator = None  # read again from the checkpoint
+            state.closed = False
+        metrics.RELEASED.labels("kinesis").inc(len(messages))
+
+    def keep_alive(self, messages: Sequence[SourceMessage]) -> None:
+        """Kinesis has no lease to extend."""
+
+    @property
+    def drained(self) -> bool:
+        live = [s for s in self.shards.values() if not s.finished]
+        return bool(self.shards) and all((s.at_tip or not self._ready(s)) and not s.in_flight for s in live)
+
+    def check(self) -> None:
+        self.client.describe_stream_summary(StreamName=self.stream)
+
+    def close(self) -> None:
+        pass

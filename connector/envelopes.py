@@ -159,7 +159,12 @@ class Decoder:
         except UnicodeDecodeError as exc:
             yield self._fail(DecodeError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", record_id=origin), data, origin)
             return
-        if self.prefilter is not None and not self.prefilter(stripped) and not _INDIRECT.search(stripped):
+        if (
+            self.prefilter is not None
+            and stripped[:1] + stripped[-1:] in (b"{}", b"[]")  # looks whole: garbage still gets its error
+            and not self.prefilter(stripped)
+            and not _INDIRECT.search(stripped)
+        ):
             return  # no target event name and nothing that could hide one: not ours
         if stripped[:1] not in (b"{", b"["):
             yield self._fail(DecodeError(f"not JSON, gzip or base64: {stripped[:60]!r}", record_id=origin), data, origin)

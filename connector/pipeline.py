@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Sequence
 
 from cachetools import TTLCache
@@ -82,9 +83,11 @@ class Pipeline:
         sinks: Sequence[Sink] | None = None,
         dead_letters: DeadLetterSink | None = None,
         s3_client: Any = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> "Pipeline":
         factory = FindingFactory.load(settings.mappings_dir or None, settings.securityhub.product_arn)
-        selector = Selector(factory.event_names)
+        selector = Selector(factory.event_names, since=since, until=until)
         if s3_client is None:
             import boto3
 

@@ -10,15 +10,26 @@ loaded mapping files, never from a list in code.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 
 class Selector:
-    def __init__(self, event_names: Iterable[str], event_source: str = "ec2.amazonaws.com") -> None:
+    def __init__(
+        self,
+        event_names: Iterable[str],
+        event_source: str = "ec2.amazonaws.com",
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> None:
         self.event_names = frozenset(event_names)
         if not self.event_names:
             raise ValueError("a selector needs at least one event name")
         self.event_source = event_source
+        # ISO 8601 UTC strings compare in time order, so the window test needs no parsing.
+        self.since = since.strftime("%Y-%m-%dT%H:%M:%SZ") if since else None
+        self.until = until.strftime("%Y-%m-%dT%H:%M:%SZ") if until else None
         # One compiled alternation scans the bytes once, whatever the number of names.
         self._pattern = re.compile(b"|".join(re.escape(name.encode()) for name in sorted(self.event_names)))
 
@@ -27,4 +38,10 @@ class Selector:
         return self._pattern.search(raw) is not None
 
     def matches(self, record: Mapping[str, Any]) -> bool:
-        return record.get("eventSource") == self.event_source and record.get("eventName") in self.event_names
+        if record.get("eventSource") != self.event_source or record.get("eventName") not in self.event_names:
+            return False
+        if self.since or self.until:  # replay windows (connector replay --since/--until)
+            when = str(record.get("eventTime") or "")
+            if (self.since and when < self.since) or (self.until and when > self.until):
+                return False
+        return True

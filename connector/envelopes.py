@@ -47,6 +47,12 @@ _INDIRECT = re.compile(rb'"(s3|s3Bucket|s3ObjectKey|data|awslogs|kinesis|Message
 _BRACKETS = re.compile(rb"[\[\]{}]")
 
 
+def _looks_like_lines(data: bytes) -> bool:
+    """JSON Lines, not one pretty-printed document: the first line is a whole object."""
+    first = data.split(b"\n", 1)[0].strip()
+    return b"\n" in data and first.startswith(b"{") and first.endswith(b"}")
+
+
 @dataclass(frozen=True, slots=True)
 class DecodedRecord:
     record: Mapping[str, Any]
@@ -157,6 +163,9 @@ class Decoder:
         try:
             stripped.decode("utf-8")
         except UnicodeDecodeError as exc:
+            if _looks_like_lines(stripped):  # JSON Lines: only the bad line is lost
+                yield from self._lines(stripped, origin, level)
+                return
             yield self._fail(DecodeError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", record_id=origin), data, origin)
             return
         if (
@@ -171,14 +180,17 @@ class Decoder:
             return
         parsed = self._parse(stripped, origin)
         if isinstance(parsed, DecodeFailure):
-            if b"\n" in stripped:  # JSON Lines: each line on its own, one bad line costs one record
-                for number, line in enumerate(stripped.splitlines(), 1):
-                    if line.strip():
-                        yield from self._bytes(line, f"{origin}:{number}", level + 1)
+            if _looks_like_lines(stripped):  # JSON Lines: each line on its own, one bad line costs one record
+                yield from self._lines(stripped, origin, level)
                 return
             yield parsed
             return
         yield from self._value(parsed, origin, level + 1)
+
+    def _lines(self, data: bytes, origin: str, level: int) -> Iterator[Item]:
+        for number, line in enumerate(data.splitlines(), 1):
+            if line.strip():
+                yield from self._bytes(line, f"{origin}:{number}", level + 1)
 
     def _parse(self, data: bytes, origin: str) -> Any:
         if json_depth_exceeds(data, self.limits.max_depth):

@@ -50,7 +50,7 @@ _BRACKETS = re.compile(rb"[\[\]{}]")
 def _looks_like_lines(data: bytes) -> bool:
     """JSON Lines, not one pretty-printed document: the first line is a whole object."""
     first = data.split(b"\n", 1)[0].strip()
-    return b"\n" in data and first.startswith(b"{") and first.endswith(b"}")
+    return b"\n" in data and len(first) > 1 and first[:1] + first[-1:] in (b"{}", b"[]")
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,9 @@ from connector.model import DeadLetter
 
 log = logging.getLogger(__name__)
 
+#: IAM actions by destination kind (deploy/cloudformation/iam-policy.yaml lists them).
+IAM_ACTIONS = {"sqs": ("sqs:SendMessage",), "s3": ("s3:PutObject",), "file": ()}
+
 #: SQS message attribute values are capped; keep the reason readable but bounded.
 MAX_REASON = 1024
 

@@ -11,9 +11,10 @@ and jitter, before it answers RETRYABLE; it never drops a finding without saying
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Protocol, Sequence, TypeVar, runtime_checkable
+from typing import ClassVar, Protocol, Sequence, runtime_checkable
 
 from connector.config import Settings
+from connector.registry import Registry
 from connector.model import DeliveryResult, RenderedFinding
 
 
@@ -36,13 +37,10 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-REGISTRY: dict[str, type[Sink]] = {}
-T = TypeVar("T")
-
-
-def register(name: str) -> Callable[[T], T]:
-    def wrap(cls: T) -> T:
-        REGISTRY[name] = cls  # type: ignore[assignment]
-        return cls
-
-    return wrap
+KNOWN: dict[str, str] = {
+    "securityhub": "connector.sinks.securityhub",
+    "opensearch": "connector.sinks.opensearch",
+    "jsonl": "connector.sinks.jsonl",
+}
+REGISTRY: Registry[Sink] = Registry("sink", KNOWN)
+register = REGISTRY.register

@@ -12,9 +12,10 @@ running (SQS extends the visibility timeout). ``drained`` is True once a finite 
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar, Protocol, Sequence, TypeVar, runtime_checkable
+from typing import ClassVar, Protocol, Sequence, runtime_checkable
 
 from connector.config import Settings
+from connector.registry import Registry
 from connector.model import SourceMessage
 
 
@@ -43,13 +44,10 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-REGISTRY: dict[str, type[Source]] = {}
-T = TypeVar("T")
-
-
-def register(name: str) -> Callable[[T], T]:
-    def wrap(cls: T) -> T:
-        REGISTRY[name] = cls  # type: ignore[assignment]
-        return cls
-
-    return wrap
+KNOWN: dict[str, str] = {
+    "sqs": "connector.sources.sqs",
+    "kinesis": "connector.sources.kinesis",
+    "files": "connector.sources.files",
+}
+REGISTRY: Registry[Source] = Registry("source", KNOWN)
+register = REGISTRY.register

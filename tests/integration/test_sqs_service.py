@@ -97,11 +97,15 @@ def test_a_sink_that_is_down_causes_redelivery_not_loss(aws_env: MotoServer, tmp
     assert queue_depth(queue) == 0
 
 
-def test_sigterm_drains_acks_and_exits_zero(aws_env: MotoServer, tmp_path: Path) -> None:
+def test_sigterm_drains_acks_and_exits_zero(aws_env: MotoServer, opensearch_url: str, tmp_path: Path) -> None:
+    from tests.integration.test_end_to_end import os_count
+
     queue, dlq = make_queues(f"term-{uuid.uuid4().hex[:8]}")
     ids = send_events(queue, "term", 300)
+    prefix = f"term{uuid.uuid4().hex[:6]}"
     env = service_env(aws_env, queue, dlq, tmp_path, CONNECTOR_SQS_MAX_MESSAGES="2", CONNECTOR_MAX_IN_FLIGHT="1",
-                      CONNECTOR_SINKS="jsonl,securityhub")
+                      CONNECTOR_SINKS="jsonl,securityhub,opensearch", CONNECTOR_OPENSEARCH_URL=opensearch_url,
+                      CONNECTOR_OPENSEARCH_INDEX_PREFIX=prefix)
     boto3.client("securityhub").enable_security_hub()
     proc = start_service(env)
     try:
@@ -120,12 +124,14 @@ def test_sigterm_drains_acks_and_exits_zero(aws_env: MotoServer, tmp_path: Path)
     assert 0 < len(delivered) < len(ids)
     # Everything acknowledged (deleted) was delivered: what left the queue is in the sink.
     assert len(ids) - remaining <= len(delivered)
+    assert len(ids) - remaining <= os_count(opensearch_url, f"{prefix}-asff")
     # And nothing is lost: a later run delivers the rest.
     time.sleep(1)
     rest = subprocess.run([sys.executable, "-m", "connector", "run", "--once"], env=dict(env, CONNECTOR_SQS_MAX_MESSAGES="10", CONNECTOR_SQS_VISIBILITY_TIMEOUT="5"),
                           capture_output=True, text=True, timeout=300)
     assert rest.returncode == 0, rest.stderr[-2000:]
     assert set(jsonl_ids(tmp_path)) == set(ids)
+    assert os_count(opensearch_url, f"{prefix}-asff") == os_count(opensearch_url, f"{prefix}-ocsf") == len(ids)
 
 
 def test_health_ready_and_metrics_over_http(aws_env: MotoServer, tmp_path: Path) -> None:

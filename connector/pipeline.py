@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,6 +75,8 @@ class Pipeline:
         self.dead_letters = dead_letters
         # Ids every sink already holds: drops repeats early. Correctness never depends on it.
         self._delivered: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=dedupe_max_entries, ttl=dedupe_ttl_seconds)
+        # The runner hands batches to several worker threads; the cache is not thread-safe.
+        self._cache_lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -176,7 +179,8 @@ class Pipeline:
         for w in work:
             for item in w.rendered:
                 unique.setdefault(_key(item), item)
-        pending = {k: v for k, v in unique.items() if k not in self._delivered}
+        with self._cache_lock:
+            pending = {k: v for k, v in unique.items() if k not in self._delivered}
         metrics.DUPLICATES.inc(len(unique) - len(pending))
 
         failed_keys: set[tuple[str, str]] = set()
@@ -225,9 +229,10 @@ class Pipeline:
         for w in work:
             (retry if w.failed else done).append(w.message)
             if not w.failed:
-                for item in w.rendered:
-                    if _key(item) not in permanent:
-                        self._delivered[_key(item)] = True
+                with self._cache_lock:
+                    for item in w.rendered:
+                        if _key(item) not in permanent:
+                            self._delivered[_key(item)] = True
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
         return BatchResult(
             done=tuple(done),

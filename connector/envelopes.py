@@ -24,19 +24,25 @@ from urllib.parse import unquote_plus
 from connector.config import LimitSettings
 from connector.errors import DecodeError, LimitExceeded, SourceError
 
-try:  # orjson parses CloudTrail log files several times faster than json; json is the fallback.
+try:  # orjson parses single records several times faster than json ...
     import orjson
 
-    def _loads(data: bytes) -> Any:
-        return orjson.loads(data)
-
-    _JSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError, ValueError, RecursionError)
+    _ORJSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError,)
 except ImportError:  # pragma: no cover - orjson is a dependency
+    orjson = None
+    _ORJSON_ERRORS = ()
 
-    def _loads(data: bytes) -> Any:
-        return json.loads(data)
+#: ... but peaks at about 4x json's memory on large documents (bench/), so whole log files
+#: above this size go to json: a long-running container is sized by its peak, not its mean.
+ORJSON_MAX_BYTES = 1 << 20
+_JSON_ERRORS: tuple[type[Exception], ...] = (*_ORJSON_ERRORS, ValueError, RecursionError)
 
-    _JSON_ERRORS = (ValueError, RecursionError)
+
+def _loads(data: bytes | bytearray) -> Any:
+    if orjson is not None and len(data) <= ORJSON_MAX_BYTES:
+        return orjson.loads(data)
+    return json.loads(data)
+
 
 GZIP_MAGIC = b"\x1f\x8b"
 #: S3 errors that a retry cannot fix: the message is dead-lettered with the reason.
@@ -69,7 +75,7 @@ class DecodeFailure:
 Item = DecodedRecord | DecodeFailure
 
 
-def gunzip(data: bytes, limit: int, *, origin: str) -> bytes:
+def gunzip(data: bytes, limit: int, *, origin: str) -> bytearray:
     """Inflate (multi-member) gzip in bounded steps; reject bombs and truncated streams."""
     out = bytearray()
     pending = data
@@ -78,7 +84,9 @@ def gunzip(data: bytes, limit: int, *, origin: str) -> bytes:
         chunk_input = pending
         while True:
             try:
-                piece = inflater.decompress(chunk_input, max(1, limit - len(out) + 1))
+                # Bounded steps: zlib sizes its output buffer by max_length, so a large one costs
+                # memory up front even for a small file.
+                piece = inflater.decompress(chunk_input, max(1, min(1 << 20, limit - len(out) + 1)))
             except zlib.error as exc:
                 raise DecodeError(f"corrupt gzip data: {exc}", record_id=origin) from None
             out += piece
@@ -92,7 +100,7 @@ def gunzip(data: bytes, limit: int, *, origin: str) -> bytes:
         pending = inflater.unused_data
         if pending and not pending.startswith(GZIP_MAGIC):
             break  # trailing garbage after the last member is ignored, as gzip(1) does
-    return bytes(out)
+    return out  # a bytearray: every consumer accepts it, and a copy of a large file is avoided
 
 
 def json_depth_exceeds(data: bytes, max_depth: int) -> bool:
@@ -148,7 +156,8 @@ class Decoder:
                 return
             yield from self._bytes(inflated, origin + ">gzip", level + 1)
             return
-        stripped = data.strip()
+        # Strip only when needed: a whole log file is tens of MB, and every copy counts.
+        stripped = data.strip() if data[:1].isspace() or data[-1:].isspace() else data
         if not stripped:
             return
         if stripped[:1] not in (b"{", b"["):
@@ -193,11 +202,15 @@ class Decoder:
                 yield from self._bytes(line, f"{origin}:{number}", level + 1)
 
     def _parse(self, data: bytes, origin: str) -> Any:
-        if json_depth_exceeds(data, self.limits.max_depth):
+        # The bracket scan is cheap for a record but not for a 50 MB log file; there the parser's
+        # own nesting cap (orjson: 1024 levels) rejects absurd nesting without recursion.
+        if len(data) <= self.limits.max_record_bytes and json_depth_exceeds(data, self.limits.max_depth):
             return self._fail(LimitExceeded(f"JSON nested deeper than {self.limits.max_depth} levels; rejected", record_id=origin), data, origin)
         try:
             return _loads(data)
         except _JSON_ERRORS as exc:
+            if isinstance(exc, RecursionError) or "recursion" in str(exc).lower():
+                return self._fail(LimitExceeded("JSON nested deeper than the parser allows; rejected", record_id=origin), data, origin)
             return self._fail(DecodeError(f"invalid JSON: {str(exc)[:200]}", record_id=origin), data, origin)
 
     def _text(self, text: Any, origin: str, level: int) -> Iterator[Item]:

@@ -134,7 +134,22 @@ class MissingDeadLetters:
         raise DeliveryError("no dead-letter destination configured (set CONNECTOR_DEAD_LETTER)")
 
 
-def open_dead_letters(url: str) -> DeadLetterSink:
+class LeaveToRedrive:
+    """``sqs.use_redrive_policy``: leave bad messages in the queue; its redrive policy moves them
+    to the queue's own DLQ after maxReceiveCount. The reason is logged each time (SQS's DLQ keeps
+    only the body)."""
+
+    url = "redrive-policy"
+
+    def put(self, letters: Sequence[DeadLetter]) -> None:
+        for letter in letters:
+            log.error("leaving %s to the queue's redrive policy: %s: %s", letter.record_id, letter.stage, letter.reason)
+        raise DeliveryError("left for the SQS redrive policy")
+
+
+def open_dead_letters(url: str, *, leave_to_redrive: bool = False) -> DeadLetterSink:
+    if leave_to_redrive:
+        return LeaveToRedrive()
     if not url:
         return MissingDeadLetters()
     scheme = urlparse(url).scheme

@@ -103,7 +103,8 @@ class Pipeline:
             decoder=decoder,
             selector=selector,
             sinks=sinks,
-            dead_letters=dead_letters or open_dead_letters(settings.dead_letter),
+            dead_letters=dead_letters
+            or open_dead_letters(settings.dead_letter, leave_to_redrive=settings.source == "sqs" and settings.sqs.use_redrive_policy),
             dedupe_ttl_seconds=settings.dedupe_ttl_seconds,
             dedupe_max_entries=settings.dedupe_max_entries,
         )
@@ -229,6 +230,8 @@ class Pipeline:
         for w in work:
             (retry if w.failed else done).append(w.message)
             if not w.failed:
+                for finding_id in sorted({i.finding_id for i in w.rendered}):
+                    log.info("finding delivered", extra={"finding_id": finding_id, "record_id": w.message.id})
                 with self._cache_lock:
                     for item in w.rendered:
                         if _key(item) not in permanent:

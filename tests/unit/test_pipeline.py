@@ -160,3 +160,18 @@ def test_repeats_are_not_sent_twice_within_the_cache(tmp_path: Path) -> None:
     calls = sink.calls
     result = pipeline.handle([message(3, record)])
     assert result.done and sink.calls == calls  # nothing new to send
+
+
+def test_redrive_policy_mode_leaves_bad_messages_in_the_queue(tmp_path: Path) -> None:
+    from connector.deadletter import open_dead_letters
+
+    factory = FindingFactory.load()
+    selector = Selector(factory.event_names)
+    pipeline = Pipeline(
+        factory=factory, decoder=Decoder(LimitSettings(), prefilter=selector.might_match), selector=selector,
+        sinks=[RecordingSink()], dead_letters=open_dead_letters("", leave_to_redrive=True),
+    )
+    bad = SourceMessage(id="bad", body=b"garbage, not JSON", source="sqs")
+    good = message(2, make_record("DeleteNatGateway", event_id="fine"))
+    result = pipeline.handle([bad, good])
+    assert result.retry == (bad,) and result.done == (good,)

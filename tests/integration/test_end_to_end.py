@@ -15,6 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 from opensearchpy import OpenSearch
+from opensearchpy.exceptions import TransportError
 
 from connector.checkpoints import CheckpointStore
 from tests.support.moto import MotoServer
@@ -29,6 +30,14 @@ def os_count(url: str, index: str) -> int:
     client = OpenSearch(hosts=[url])
     client.indices.refresh(index=index, ignore_unavailable=True)
     return int(client.count(index=index, ignore_unavailable=True)["count"])
+
+
+def counts_settled(url: str, prefix: str, expected: int) -> bool:
+    """After a restart the node answers 503 until its shards are recovered: keep waiting."""
+    try:
+        return os_count(url, f"{prefix}-asff") == expected and os_count(url, f"{prefix}-ocsf") == expected
+    except TransportError:
+        return False
 
 
 def sh_ids(prefix: str) -> list[str]:
@@ -104,7 +113,7 @@ def test_opensearch_down_for_30_seconds(aws_env: MotoServer, opensearch_node: Op
     proc = start_service(env)
     try:
         first = send_events(queue, f"{tag}a", 20)
-        wait_for(lambda: os_count(url, f"{prefix}-asff") == 20, timeout=120)
+        wait_for(lambda: counts_settled(url, prefix, 20), timeout=120)
         opensearch_node.stop()
         try:
             during = send_events(queue, f"{tag}b", 20)
@@ -113,7 +122,7 @@ def test_opensearch_down_for_30_seconds(aws_env: MotoServer, opensearch_node: Op
             assert queue_depth(queue) == len(during)
         finally:
             opensearch_node.start()
-        wait_for(lambda: os_count(url, f"{prefix}-asff") == 40 and os_count(url, f"{prefix}-ocsf") == 40, timeout=180, interval=1)
+        wait_for(lambda: counts_settled(url, prefix, 40), timeout=180, interval=1)
         wait_for(lambda: queue_depth(queue) == 0, timeout=60)
         assert len(first) + len(during) == 40
     finally:

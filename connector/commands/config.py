@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 import yaml
 
-from connector.config import load_settings, masked
-from connector.errors import ConnectorError
+from connector.commands.common import settings_or_report
+from connector.config import masked
 
 
 def register(sub: Any) -> None:
@@ -21,10 +20,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(config_file=args.config)
-    except ConnectorError as exc:
-        print(f"connector config: {exc}", file=sys.stderr)
+    settings = settings_or_report("config", config_file=args.config)
+    if settings is None:
         return 2
     data = masked(settings)
     print(json.dumps(data, indent=2) if args.json else yaml.safe_dump(data, sort_keys=False), end="")

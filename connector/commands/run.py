@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from connector.config import load_settings
+from connector.commands.common import settings_or_report
 from connector.errors import ConnectorError
 from connector.runtime import logs
 
@@ -19,10 +19,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(config_file=args.config)
-    except ConnectorError as exc:
-        print(f"connector run: {exc}", file=sys.stderr)
+    settings = settings_or_report("run", config_file=args.config)
+    if settings is None:
         return 2
     logs.configure(settings.log_level, secrets=[settings.opensearch.password])
     from connector.runtime import service

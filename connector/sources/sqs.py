@@ -227,9 +227,11 @@ class SqsSource:
 
     def close(self) -> None:
         self._stop.set()
+        # A poller may sit in a 20 s long poll: do not spend the shutdown grace period on it.
+        # Anything it still receives stays invisible for the visibility timeout, then returns.
         for thread in self._threads:
             if thread.is_alive():
-                thread.join(timeout=self.wait_seconds + 5)
+                thread.join(timeout=2)
         # Whatever is buffered but not handed out goes back to the queue now.
         leftover = []
         while True:

@@ -91,6 +91,7 @@ def test_sqs_and_kinesis_to_security_hub_and_opensearch_exactly_once(aws_env: Mo
         return len(found), len(set(found)), os_count(opensearch_url, f"{prefix}-asff"), os_count(opensearch_url, f"{prefix}-ocsf")
 
     assert counts() == (50, 50, 50, 50)
+    assert {i.rsplit("/", 1)[-1] for i in sh_ids(tag)} == set(sqs_ids) | set(kinesis_ids)
     # The same events again, through both sources: nothing changes.
     send_events(queue, f"{tag}s", 25)
     run_once(sqs_env)

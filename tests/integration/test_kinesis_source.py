@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -138,8 +137,6 @@ def test_expired_iterator_and_throttling_resume_from_checkpoint(aws_env: MotoSer
 
     stream, table = make_stream(1)
     put(stream, [f"e-{i}" for i in range(6)], noise_every=100)
-    settings = load_settings(environ={"CONNECTOR_SOURCE": "kinesis", "CONNECTOR_KINESIS_STREAM_NAME": stream,
-                                      "CONNECTOR_KINESIS_CHECKPOINT_TABLE": table, "CONNECTOR_KINESIS_MAX_RECORDS": "3"})
     with FaultProxy(aws_env.url) as proxy:
         client = boto3.client("kinesis", endpoint_url=proxy.url, config=Config(retries={"max_attempts": 1}))
         source = KinesisSource(stream, CheckpointStore(table, stream), max_records=3, client=client)

@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 from typing import ClassVar, Sequence
 
-import pytest
-
 from connector.config import LimitSettings, Settings
 from connector.deadletter import FileDeadLetters
 from connector.envelopes import Decoder

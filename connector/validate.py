@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 import botocore.session
+import fastjsonschema
 import jsonschema
 from botocore.validate import ParamValidator
 
@@ -30,10 +31,22 @@ def _asff_shape() -> Any:
     return model.operation_model("BatchImportFindings").input_shape
 
 
+def _ocsf_schema() -> dict[str, Any]:
+    return json.loads((schemas_dir() / "ocsf-detection-finding.schema.json").read_text())
+
+
 @lru_cache(maxsize=1)
 def _ocsf_validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads((schemas_dir() / "ocsf-detection-finding.schema.json").read_text())
-    return jsonschema.Draft202012Validator(schema)
+    return jsonschema.Draft202012Validator(_ocsf_schema())
+
+
+@lru_cache(maxsize=1)
+def _ocsf_fast() -> Callable[[Any], Any]:
+    """fastjsonschema compiles the schema to Python: ~12x faster than jsonschema (bench/), which
+    made OCSF validation most of the cost of a finding. It knows drafts up to 07; the schema uses
+    only keywords whose meaning is the same in 2020-12. Errors are still explained by jsonschema."""
+    schema = dict(_ocsf_schema(), **{"$schema": "http://json-schema.org/draft-07/schema#"})
+    return fastjsonschema.compile(schema)
 
 
 def asff_errors(document: Mapping[str, Any]) -> list[str]:
@@ -55,6 +68,13 @@ def asff_errors(document: Mapping[str, Any]) -> list[str]:
 
 
 def ocsf_errors(document: Mapping[str, Any]) -> list[str]:
+    try:
+        _ocsf_fast()(document)
+        fast_ok = True
+    except fastjsonschema.JsonSchemaException:
+        fast_ok = False
+    if fast_ok and document.get("type_uid") == document.get("class_uid", 0) * 100 + document.get("activity_id", 0):
+        return []
     errors = sorted(_ocsf_validator().iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
     out = []
     for error in errors:

@@ -173,3 +173,27 @@ def test_redrive_policy_mode_leaves_bad_messages_in_the_queue(tmp_path: Path) ->
     good = message(2, make_record("DeleteNatGateway", event_id="fine"))
     result = pipeline.handle([bad, good])
     assert result.retry == (bad,) and result.done == (good,)
+
+
+def test_fast_and_full_ocsf_validators_agree() -> None:
+    """The compiled fast path must accept exactly what the jsonschema validator accepts."""
+    import copy
+
+    from connector.validate import _ocsf_fast, _ocsf_validator
+
+    doc = next(r.document for r in FindingFactory.load().render(make_record("DeleteNatGateway")) if r.format == "ocsf")
+    mutations = [
+        lambda d: d.update(class_uid=5), lambda d: d.update(severity_id=7), lambda d: d.pop("finding_info"),
+        lambda d: d.update(extra=1), lambda d: d["metadata"].update(profiles=[]), lambda d: d["cloud"].pop("provider"),
+        lambda d: d["evidences"][0].clear(), lambda d: d["resources"][0].clear(), lambda d: d.update(time=123),
+        lambda d: d["finding_info"]["attacks"][0]["tactic"].pop("uid"), lambda d: None,
+    ]
+    for mutate in mutations:
+        candidate = copy.deepcopy(dict(doc))
+        mutate(candidate)
+        try:
+            _ocsf_fast()(candidate)
+            fast = True
+        except Exception:
+            fast = False
+        assert fast == _ocsf_validator().is_valid(candidate), candidate

@@ -8,7 +8,6 @@ the same record twice gives the same finding — the basis of idempotent deliver
 from __future__ import annotations
 
 import dataclasses
-import string
 from typing import Any, Mapping
 
 from connector.mapping.loader import EventMapping
@@ -35,11 +34,9 @@ class ProseValues(TemplateValues):
         return "(unknown)"
 
 
-_FORMATTER = string.Formatter()
-
-
 def fill(template: str, values: Mapping[str, str]) -> str:
-    return _FORMATTER.vformat(template, (), values)  # type: ignore[arg-type]
+    """``str.format_map`` (C, and it honours ``__missing__``) over the extracted values only."""
+    return template.format_map(values)
 
 
 def _as_text(value: Any) -> str | None:

@@ -21,7 +21,7 @@ from connector.checkpoints import CheckpointStore
 from tests.support.moto import MotoServer
 from tests.support.opensearch import OpenSearchNode
 from tests.support.records import EVENTS, make_record
-from tests.support.service import make_queues, queue_depth, send_events, service_env, start_service, wait_for
+from tests.support.service import make_queues, queue_depth, send_events, service_env, service_log, start_service, wait_for
 
 pytestmark = pytest.mark.opensearch
 
@@ -123,7 +123,10 @@ def test_opensearch_down_for_30_seconds(aws_env: MotoServer, opensearch_node: Op
             assert queue_depth(queue) == len(during)
         finally:
             opensearch_node.start()
-        wait_for(lambda: counts_settled(url, prefix, 40), timeout=180, interval=1)
+        try:
+            wait_for(lambda: counts_settled(url, prefix, 40), timeout=180, interval=1)
+        except AssertionError:
+            raise AssertionError(f"not everything arrived after the outage; service log:\n{service_log(proc)}") from None
         wait_for(lambda: queue_depth(queue) == 0, timeout=60)
         assert len(first) + len(during) == 40
     finally:

@@ -22,7 +22,7 @@ from connector.runtime.runner import Runner
 from connector.sources.sqs import SqsSource
 from tests.support.moto import MotoServer
 from tests.support.service import (http_get, jsonl_ids, make_queues, queue_depth, send_events, service_env,
-                                   start_service, wait_for)
+                                   service_log, start_service, wait_for)
 
 
 def test_delete_after_delivery_and_poison_to_dlq(aws_env: MotoServer, tmp_path: Path) -> None:
@@ -117,7 +117,7 @@ def test_sigterm_drains_acks_and_exits_zero(aws_env: MotoServer, opensearch_url:
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert code == 0, proc.stderr.read()[-3000:] if proc.stderr else ""
+    assert code == 0, service_log(proc)
     assert elapsed < 20  # within CONNECTOR_GRACE_SECONDS
     delivered = set(jsonl_ids(tmp_path))
     remaining = queue_depth(queue)

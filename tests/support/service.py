@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -70,8 +71,21 @@ def service_env(moto: MotoServer, queue_url: str, dlq_url: str, out: Path, **ext
 
 
 def start_service(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "connector", "run", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    """`connector run` in the background, its output in a file (``proc.log_path``).
+
+    Never a pipe nobody reads: once 64 KB of logs fill it, the service blocks in a log write
+    while holding the logging lock, and then cannot even handle SIGTERM.
+    """
+    log = tempfile.NamedTemporaryFile(prefix="connector-run-", suffix=".log", delete=False)
+    proc = subprocess.Popen([sys.executable, "-m", "connector", "run", *args], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, text=True)
+    proc.log_path = Path(log.name)  # type: ignore[attr-defined]
+    log.close()
+    return proc
+
+
+def service_log(proc: subprocess.Popen[str]) -> str:
+    return Path(proc.log_path).read_text(errors="replace")[-3000:]  # type: ignore[attr-defined]
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2) -> Any:

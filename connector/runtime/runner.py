@@ -8,6 +8,11 @@ set ``ordered = True`` and get a single worker.
 
 ``stop`` ends receiving; in-flight batches finish and are acknowledged before ``run`` returns.
 With ``once=True`` the loop ends when the source reports ``drained``.
+
+``run`` returns 0 only when every message received was acknowledged in the end: a message
+released (sink down) or whose acknowledgement failed counts against it until a later delivery of
+the same message (same id) is acknowledged. A failing ``receive``, ``ack`` or ``release`` never
+ends the loop: it is logged and retried, and the worst it causes is a redelivery.
 """
 
 from __future__ import annotations
@@ -20,10 +25,15 @@ from typing import Sequence
 
 from connector.model import SourceMessage
 from connector.pipeline import BatchResult, Pipeline
+from connector.retry import Backoff
 from connector.runtime import metrics
 from connector.sources.base import Source
 
 log = logging.getLogger(__name__)
+
+#: Pause between failed receives; ``once`` gives up after ``ONCE_RECEIVE_FAILURES`` in a row.
+RECEIVE_BACKOFF = Backoff(base_seconds=0.5, cap_seconds=15.0, max_attempts=5)
+ONCE_RECEIVE_FAILURES = 5
 
 
 class Runner:
@@ -49,28 +59,47 @@ class Runner:
         self.received = 0
         self.acked = 0
         self.released = 0
+        #: Ids of messages released or not acknowledged, and not acknowledged since.
+        self.outstanding: set[str] = set()
+        self.failed = False  # the source could not be read (``once`` gave up)
         self._in_flight: dict[Future[BatchResult], list[SourceMessage]] = {}
         self._lock = threading.Lock()
+        self._done = threading.Event()
 
     # -- one batch -------------------------------------------------------------------------
-    def _settle(self, batch: Sequence[SourceMessage], result: BatchResult | None, error: BaseException | None) -> None:
-        if error is not None or result is None:
-            log.error("batch of %d failed unexpectedly; releasing it: %s", len(batch), error)
-            self.source.release(batch)
-            self.released += len(batch)
+    def _ack(self, messages: Sequence[SourceMessage]) -> None:
+        try:
+            self.source.ack(messages)
+        except Exception as exc:  # noqa: BLE001 - not deleted means redelivered: a duplicate, never a loss
+            log.error("could not acknowledge %d delivered messages; they will be redelivered: %s", len(messages), exc)
+            self.outstanding.update(m.id for m in messages)
             if self.once:
                 self.stop.set()
             return
+        self.acked += len(messages)
+        self.outstanding.difference_update(m.id for m in messages)
+
+    def _release(self, messages: Sequence[SourceMessage]) -> None:
+        self.released += len(messages)
+        self.outstanding.update(m.id for m in messages)
+        try:
+            self.source.release(messages)
+        except Exception as exc:  # noqa: BLE001 - they come back when their lease runs out
+            log.warning("could not release %d messages; they return when their lease expires: %s", len(messages), exc)
+        if self.once:
+            # A one-shot run does not wait for a sink to come back: it stops, exits non-zero,
+            # and the messages stay in the source for the next run.
+            self.stop.set()
+
+    def _settle(self, batch: Sequence[SourceMessage], result: BatchResult | None, error: BaseException | None) -> None:
+        if error is not None or result is None:
+            log.error("batch of %d failed unexpectedly; releasing it: %s", len(batch), error)
+            self._release(batch)
+            return
         if result.done:
-            self.source.ack(result.done)
-            self.acked += len(result.done)
+            self._ack(result.done)
         if result.retry:
-            self.source.release(result.retry)
-            self.released += len(result.retry)
-            if self.once:
-                # A one-shot run does not wait for a sink to come back: it stops, exits non-zero,
-                # and the messages stay in the source for the next run.
-                self.stop.set()
+            self._release(result.retry)
         log.info(
             "batch settled",
             extra={"acked": len(result.done), "released": len(result.retry), "findings": result.findings,
@@ -78,14 +107,31 @@ class Runner:
         )
 
     def _heartbeat(self) -> None:
+        # Called even with nothing in flight: a source may hold received messages that wait for
+        # a free worker (SQS keeps those alive too).
         while not self._done.wait(self.heartbeat_seconds):
             with self._lock:
                 messages = [m for batch in self._in_flight.values() for m in batch]
-            if messages:
-                try:
-                    self.source.keep_alive(messages)
-                except Exception as exc:  # a missed heartbeat risks a duplicate, never a loss
-                    log.warning("keep_alive failed: %s", exc)
+            try:
+                self.source.keep_alive(messages)
+            except Exception as exc:  # a missed heartbeat risks a duplicate, never a loss
+                log.warning("keep_alive failed: %s", exc)
+
+    def _receive(self) -> list[SourceMessage]:
+        """The next batch; a failing source is logged and retried after a pause, never fatal."""
+        try:
+            batch = self.source.receive()
+        except Exception as exc:  # noqa: BLE001 - the source may come back (network, throttling)
+            self._receive_failures += 1
+            log.error("receive from %s failed (%d in a row): %s", self.source.name, self._receive_failures, exc)
+            if self.once and self._receive_failures >= ONCE_RECEIVE_FAILURES:
+                self.failed = True
+                self.stop.set()
+            else:
+                self.stop.wait(RECEIVE_BACKOFF.delay(min(self._receive_failures, 6)))
+            return []
+        self._receive_failures = 0
+        return batch
 
     def _collect(self, block: bool) -> None:
         with self._lock:
@@ -107,6 +153,7 @@ class Runner:
     def run(self) -> int:
         """0 when everything received was acknowledged (delivered or dead-lettered)."""
         self._done = threading.Event()
+        self._receive_failures = 0
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         heartbeat.start()
         pool = ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix="batch")
@@ -117,7 +164,7 @@ class Runner:
                 if len(self._in_flight) >= self.max_in_flight:
                     time.sleep(0.05)
                     continue
-                batch = self.source.receive()
+                batch = self._receive()
                 if not batch:
                     if self.once and not self._in_flight and self.source.drained:
                         break
@@ -133,5 +180,6 @@ class Runner:
             pool.shutdown(wait=True)
             self._done.set()
             heartbeat.join(timeout=5)
-        log.info("runner stopped", extra={"received": self.received, "acked": self.acked, "released": self.released})
-        return 0 if self.released == 0 else 1
+        log.info("runner stopped", extra={"received": self.received, "acked": self.acked, "released": self.released,
+                                          "outstanding": len(self.outstanding)})
+        return 0 if not self.outstanding and not self.failed else 1

@@ -5,8 +5,10 @@ shard at a time and are handled in order (``ordered = True`` makes the runner us
 ``ack`` moves the shard's checkpoint over the delivered prefix; ``release`` rewinds the shard to
 its checkpoint so the records are read again. A child shard is not read before its parents
 have been read to their end. An expired iterator is recreated from the checkpoint — never
-silently from LATEST or from the trim horizon; a shard never checkpointed restarts at the time
-this process first read it (AT_TIMESTAMP).
+silently from LATEST or from the trim horizon; a shard never checkpointed is read again from the
+very position it was first read from (TRIM_HORIZON stays TRIM_HORIZON, AT_TIMESTAMP keeps its
+time, LATEST becomes AT_TIMESTAMP of the moment it was first read), so a release or an expiry
+before the first checkpoint skips nothing.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ class ShardState:
     closed: bool = False  # read to the end: NextShardIterator null, or past EndingSequenceNumber
     ending_sequence: str | None = None  # set by ListShards once the shard is closed (reshard)
     at_tip: bool = False
-    first_read_at: datetime | None = None
+    #: GetShardIterator arguments of the first read, repeatable (never LATEST), while no checkpoint.
+    start: dict[str, Any] | None = None
+    last_read: str | None = None  # sequence number of the last record received from the shard
     in_flight: list[str] = field(default_factory=list)
     acked: set[str] = field(default_factory=set)
 
@@ -135,22 +139,44 @@ class KinesisSource:
 
         return retry_call(lambda: method(**kwargs), backoff=self._backoff, retryable=throttled)
 
-    def _iterator(self, state: ShardState) -> str:
+    def _start(self, state: ShardState) -> dict[str, Any]:
+        """Where a shard without a checkpoint is read from; the same answer every time it is asked."""
+        if state.start is None:
+            if state.parents and any(p in self.shards for p in state.parents):
+                state.start = {"ShardIteratorType": "TRIM_HORIZON"}  # a child is read from its start
+            elif self.start_position == "AT_TIMESTAMP":
+                state.start = {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": self.start_timestamp}
+            elif self.start_position == "LATEST":
+                # LATEST means "now" and cannot be asked again: a second read must start at the same
+                # point, so it is pinned as the time of the first read (taken before the call, so
+                # the re-read can only include more, never less).
+                state.start = {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": datetime.now().astimezone()}
+                return {"ShardIteratorType": "LATEST"}
+            else:
+                state.start = {"ShardIteratorType": self.start_position}
+        return state.start
+
+    def _iterator(self, state: ShardState) -> str | None:
+        """A fresh iterator at the checkpoint (or the shard's start); None if the shard is gone."""
         kwargs: dict[str, Any] = {"StreamName": self.stream, "ShardId": state.shard_id}
         if state.checkpoint:
             kwargs.update(ShardIteratorType="AFTER_SEQUENCE_NUMBER", StartingSequenceNumber=state.checkpoint)
-        elif state.first_read_at is not None:
-            # Re-reading a shard never checkpointed: from when we first read it, not from LATEST.
-            kwargs.update(ShardIteratorType="AT_TIMESTAMP", Timestamp=state.first_read_at)
-        elif state.parents and any(p in self.shards for p in state.parents):
-            kwargs.update(ShardIteratorType="TRIM_HORIZON")  # a child is read from its start
-        elif self.start_position == "AT_TIMESTAMP":
-            kwargs.update(ShardIteratorType="AT_TIMESTAMP", Timestamp=self.start_timestamp)
         else:
-            kwargs.update(ShardIteratorType=self.start_position)
-        if state.first_read_at is None:
-            state.first_read_at = datetime.now().astimezone()
-        return str(self._call(self.client.get_shard_iterator, **kwargs)["ShardIterator"])
+            kwargs.update(self._start(state))
+        try:
+            return str(self._call(self.client.get_shard_iterator, **kwargs)["ShardIterator"])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+            self._gone(state)
+            return None
+
+    def _gone(self, state: ShardState) -> None:
+        """The shard aged out of the stream (past retention): nothing left to read in it."""
+        log.warning("shard %s is no longer in stream %s; marking it finished", state.shard_id, self.stream)
+        state.in_flight.clear()
+        state.closed = True
+        self._finish_if_done(state)
 
     # -- contract ------------------------------------------------------------------------
     def receive(self) -> list[SourceMessage]:
@@ -167,6 +193,8 @@ class KinesisSource:
             return []
         if state.iterator is None:
             state.iterator = self._iterator(state)
+            if state.iterator is None:
+                return []
         try:
             response = self._call(self.client.get_records, ShardIterator=state.iterator, Limit=self.max_records)
         except ClientError as exc:
@@ -175,14 +203,16 @@ class KinesisSource:
                 state.iterator = None
                 return []
             if exc.response["Error"]["Code"] == "ResourceNotFoundException":
-                state.finished = True  # the shard aged out of the stream
+                self._gone(state)
                 return []
             raise
         metrics.KINESIS_LAG_MS.labels(self.stream, state.shard_id).set(response.get("MillisBehindLatest", 0))
         state.iterator = response.get("NextShardIterator")
         records = response.get("Records", [])
         state.at_tip = not records and response.get("MillisBehindLatest", 0) == 0
-        if state.iterator is None or (not records and state.ending_sequence is not None):
+        if records:
+            state.last_read = records[-1]["SequenceNumber"]
+        if state.iterator is None or (not records and self._past_end(state)):
             # A closed shard (after a split or merge) with nothing more to give is finished.
             state.closed = True
             if not records:
@@ -205,6 +235,20 @@ class KinesisSource:
         state.in_flight = [r["SequenceNumber"] for r in records]
         state.acked = set()
         return batch
+
+    @staticmethod
+    def _past_end(state: ShardState) -> bool:
+        """Read up to the EndingSequenceNumber ListShards gives a closed shard.
+
+        Kinesis ends a closed shard with a null NextShardIterator; an empty page alone proves
+        nothing (GetRecords may return empty pages inside a shard). Some emulators never return
+        the null iterator, hence this second test, which holds only once the last record read
+        (or the checkpoint) has reached the shard's end.
+        """
+        if state.ending_sequence is None:
+            return False
+        position = state.last_read or state.checkpoint or "0"
+        return int(position) >= int(state.ending_sequence)
 
     def _finish_if_done(self, state: ShardState) -> None:
         if state.closed and not state.in_flight:
@@ -240,6 +284,7 @@ class KinesisSource:
             state.acked.clear()
             state.iterator = None  # read again from the checkpoint
             state.closed = False
+            state.last_read = state.checkpoint
         metrics.RELEASED.labels("kinesis").inc(len(messages))
 
     def keep_alive(self, messages: Sequence[SourceMessage]) -> None:

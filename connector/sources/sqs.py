@@ -52,6 +52,7 @@ class SqsSource:
         visibility_timeout: int = 120,
         leave_poison_to_redrive: bool = False,
         client: Any = None,
+        backoff: Backoff | None = None,
     ) -> None:
         if not queue_url:
             raise SourceError("setting sqs.queue_url (CONNECTOR_SQS_QUEUE_URL) is required for the SQS source")
@@ -65,13 +66,19 @@ class SqsSource:
         )
         self._buffer: queue.Queue[SourceMessage] = queue.Queue(maxsize=max(1, pollers) * max_messages)
         self._stop = threading.Event()
-        self._empty_polls = 0
         self._lock = threading.Lock()
         self._threads = [
-            threading.Thread(target=self._poll_loop, name=f"sqs-poller-{i}", daemon=True) for i in range(max(1, pollers))
+            threading.Thread(target=self._poll_loop, args=(i,), name=f"sqs-poller-{i}", daemon=True)
+            for i in range(max(1, pollers))
         ]
+        #: Per poller: its last long poll came back empty and it holds no message.
+        self._idle = [False] * len(self._threads)
+        #: Received but not yet handed to the runner (in a poller's hands or in the buffer), by
+        #: receipt handle. They wait while the runner is busy, so ``keep_alive`` extends them too:
+        #: otherwise a slow sink would let them time out and be received a second time.
+        self._held: dict[str, SourceMessage] = {}
         self._started = False
-        self._backoff = Backoff(base_seconds=0.5, cap_seconds=20, max_attempts=6)
+        self._backoff = backoff or Backoff(base_seconds=0.5, cap_seconds=20, max_attempts=6)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "SqsSource":
@@ -92,7 +99,7 @@ class SqsSource:
             MaxNumberOfMessages=self.max_messages,
             WaitTimeSeconds=self.wait_seconds,
             VisibilityTimeout=self.visibility_timeout,
-            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp", "ApproximateFirstReceiveTimestamp"],
             MessageAttributeNames=["All"],
         )
         now = time.time()
@@ -100,7 +107,7 @@ class SqsSource:
         oldest = 0.0
         for message in response.get("Messages", []):
             attrs = message.get("Attributes", {})
-            sent = int(attrs.get("SentTimestamp", "0") or 0) / 1000
+            sent = int(attrs.get("SentTimestamp") or attrs.get("ApproximateFirstReceiveTimestamp") or 0) / 1000
             if sent:
                 oldest = max(oldest, now - sent)
             out.append(
@@ -116,7 +123,7 @@ class SqsSource:
         metrics.SQS_AGE_SECONDS.labels(self.queue_url).set(oldest)
         return out
 
-    def _poll_loop(self) -> None:
+    def _poll_loop(self, index: int) -> None:
         while not self._stop.is_set():
             try:
                 messages = retry_call(
@@ -131,7 +138,8 @@ class SqsSource:
                 self._stop.wait(5)
                 continue
             with self._lock:
-                self._empty_polls = 0 if messages else self._empty_polls + 1
+                self._idle[index] = not messages
+                self._held.update((m.ack_token, m) for m in messages)
             for message in messages:
                 while not self._stop.is_set():
                     try:
@@ -141,6 +149,8 @@ class SqsSource:
                         continue
                 else:
                     # Stopping with a message in hand: give it back at once.
+                    with self._lock:
+                        self._held.pop(message.ack_token, None)
                     self.release([message], delay=0)
 
     def _start(self) -> None:
@@ -163,18 +173,28 @@ class SqsSource:
                 batch.append(self._buffer.get_nowait())
             except queue.Empty:
                 break
+        with self._lock:
+            for message in batch:
+                self._held.pop(message.ack_token, None)
         return batch
 
     @property
     def drained(self) -> bool:
-        """Every poller saw an empty long poll since the last message, and nothing is buffered."""
+        """Every poller's last long poll was empty, and nothing received waits to be handed out."""
         with self._lock:
-            return self._empty_polls >= len(self._threads) and self._buffer.empty()
+            return all(self._idle) and not self._held and self._buffer.empty()
 
     def _batch_call(self, operation: str, entries: list[dict[str, Any]]) -> None:
-        """DeleteMessageBatch / ChangeMessageVisibilityBatch (10 a call) with failed entries retried."""
+        """DeleteMessageBatch / ChangeMessageVisibilityBatch (10 a call) with failed entries retried.
+
+        A whole call that fails (connection trouble, throttling) and entries failed by the
+        service (``SenderFault`` false) are retried with backoff; entries the service refuses for
+        the caller's fault (an expired receipt handle) are not, as retrying cannot help. Raises
+        ``SourceError`` naming the messages that are still not done.
+        """
         method = getattr(self.client, operation)
         pending = entries
+        refused: list[str] = []
         for attempt in range(1, self._backoff.max_attempts + 1):
             failed: list[dict[str, Any]] = []
             for start in range(0, len(pending), 10):
@@ -185,24 +205,34 @@ class SqsSource:
                     log.warning("%s failed: %s", operation, exc)
                     failed += chunk
                     continue
-                failed_ids = {f["Id"] for f in response.get("Failed", [])}
-                failed += [e for e in chunk if e["Id"] in failed_ids]
+                by_id = {e["Id"]: e for e in chunk}
+                for failure in response.get("Failed", []):
+                    entry = by_id[failure["Id"]]
+                    if failure.get("SenderFault"):
+                        refused.append(f"{entry['Id']}: {failure.get('Code')}")
+                    else:
+                        failed.append(entry)
             if not failed:
-                return
+                break
             pending = failed
+            if attempt == self._backoff.max_attempts:
+                refused += [f"{e['Id']}: still failing after {attempt} attempts" for e in pending]
+                break
             metrics.RETRIES.labels(f"sqs-{operation}").inc(len(pending))
             time.sleep(self._backoff.delay(attempt))
-        raise SourceError(f"{operation}: {len(pending)} entries still failing after retries")
+        if refused:
+            raise SourceError(f"{operation}: {len(refused)} of {len(entries)} entries failed ({'; '.join(refused[:5])})")
 
     def ack(self, messages: Sequence[SourceMessage]) -> None:
-        entries = [{"Id": str(i), "ReceiptHandle": m.ack_token} for i, m in enumerate(messages)]
+        entries = [{"Id": _entry_id(i, m), "ReceiptHandle": m.ack_token} for i, m in enumerate(messages)]
         if entries:
             self._batch_call("delete_message_batch", entries)
             metrics.ACKED.labels("sqs").inc(len(entries))
 
     def release(self, messages: Sequence[SourceMessage], delay: int = RELEASE_DELAY_SECONDS) -> None:
         entries = [
-            {"Id": str(i), "ReceiptHandle": m.ack_token, "VisibilityTimeout": delay} for i, m in enumerate(messages)
+            {"Id": _entry_id(i, m), "ReceiptHandle": m.ack_token, "VisibilityTimeout": delay}
+            for i, m in enumerate(messages)
         ]
         if entries:
             try:
@@ -212,9 +242,13 @@ class SqsSource:
             metrics.RELEASED.labels("sqs").inc(len(entries))
 
     def keep_alive(self, messages: Sequence[SourceMessage]) -> None:
+        """Extend the visibility of ``messages`` and of those received but not yet handed out."""
+        given = {m.ack_token for m in messages}
+        with self._lock:
+            held = [m for m in self._held.values() if m.ack_token not in given]
         entries = [
-            {"Id": str(i), "ReceiptHandle": m.ack_token, "VisibilityTimeout": self.visibility_timeout}
-            for i, m in enumerate(messages)
+            {"Id": _entry_id(i, m), "ReceiptHandle": m.ack_token, "VisibilityTimeout": self.visibility_timeout}
+            for i, m in enumerate([*messages, *held])
         ]
         if entries:
             try:
@@ -239,5 +273,13 @@ class SqsSource:
                 leftover.append(self._buffer.get_nowait())
             except queue.Empty:
                 break
+        with self._lock:
+            for message in leftover:
+                self._held.pop(message.ack_token, None)
         if leftover:
             self.release(leftover, delay=0)
+
+
+def _entry_id(index: int, message: SourceMessage) -> str:
+    """A batch entry id (unique in the call, at most 80 of [A-Za-z0-9_-]) that names the message."""
+    return f"{index}-{message.id}"[:80]

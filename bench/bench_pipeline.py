@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from connector.config import LimitSettings  # noqa: E402
 from connector.envelopes import DecodedRecord, Decoder  # noqa: E402
-from connector.findings import FindingFactory  # noqa: E402
+from connector.factory import FindingFactory  # noqa: E402
 from connector.select import Selector  # noqa: E402
 from tests.support.records import EVENTS, make_record  # noqa: E402
 

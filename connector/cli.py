@@ -13,7 +13,7 @@ from typing import Sequence
 
 from connector import __version__
 
-COMMANDS = ("map", "replay", "run", "setup", "findings", "demo", "config")
+COMMANDS = ("map", "replay", "run", "setup", "query", "demo", "config")
 
 
 def build_parser() -> argparse.ArgumentParser:

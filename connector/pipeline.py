@@ -20,12 +20,12 @@ from typing import Any, Sequence
 from cachetools import TTLCache
 
 from connector.config import Settings
-from connector.deadletter import DeadLetterSink, open_dead_letters
+from connector.deadletters import DeadLetterSink, open_dead_letters
 from connector.envelopes import DecodeFailure, Decoder
 from connector.errors import ConnectorError, DeliveryError
-from connector.findings import FindingFactory
+from connector.factory import FindingFactory
 from connector.model import DeadLetter, DeliveryResult, Outcome, RenderedFinding, SourceMessage
-from connector.runtime import metrics
+from connector import metrics
 from connector.select import Selector
 from connector.sinks import Sink, sink_class
 

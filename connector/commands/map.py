@@ -16,7 +16,7 @@ from typing import Any
 from connector.config import load_settings
 from connector.envelopes import DecodeFailure, Decoder
 from connector.errors import ConnectorError
-from connector.findings import FindingFactory
+from connector.factory import FindingFactory
 from connector.select import Selector
 
 

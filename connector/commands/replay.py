@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from connector.commands.findings import parse_time
+from connector.commands.query import parse_time
 from connector.config import load_settings
 from connector.errors import ConnectorError
 from connector.model import SourceMessage

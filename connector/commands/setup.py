@@ -17,8 +17,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from connector.opensearch_client import make_client
-    from connector.opensearch_setup import install
+    from connector.sinks.opensearch.client import make_client
+    from connector.sinks.opensearch.setup import install
 
     try:
         settings = load_settings()

@@ -26,7 +26,7 @@ from typing import Sequence
 from connector.model import SourceMessage
 from connector.pipeline import BatchResult, Pipeline
 from connector.retry import Backoff
-from connector.runtime import metrics
+from connector import metrics
 from connector.sources.base import Source
 
 log = logging.getLogger(__name__)

@@ -38,8 +38,8 @@ class Sink(Protocol):
 
 
 KNOWN: dict[str, str] = {
-    "securityhub": "connector.sinks.securityhub",
-    "opensearch": "connector.sinks.opensearch",
+    "securityhub": "connector.sinks.securityhub.sink",
+    "opensearch": "connector.sinks.opensearch.sink",
     "jsonl": "connector.sinks.jsonl",
 }
 REGISTRY: Registry[Sink] = Registry("sink", KNOWN)

@@ -46,7 +46,7 @@ class Source(Protocol):
 
 KNOWN: dict[str, str] = {
     "sqs": "connector.sources.sqs",
-    "kinesis": "connector.sources.kinesis",
+    "kinesis": "connector.sources.kinesis.source",
     "files": "connector.sources.files",
 }
 REGISTRY: Registry[Source] = Registry("source", KNOWN)

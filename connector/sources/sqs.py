@@ -23,7 +23,7 @@ from connector.config import Settings
 from connector.errors import SourceError
 from connector.model import SourceMessage
 from connector.retry import Backoff, retry_call
-from connector.runtime import metrics
+from connector import metrics
 from connector.sources.base import register
 
 log = logging.getLogger(__name__)

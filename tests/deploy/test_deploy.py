@@ -163,15 +163,15 @@ def test_the_event_filters_name_exactly_the_mapped_events() -> None:
 
 
 def test_the_iam_policy_grants_every_action_the_code_declares() -> None:
-    from connector.checkpoints import CheckpointStore
-    from connector.deadletter import IAM_ACTIONS
+    from connector.sources.kinesis.checkpoints import CheckpointStore
+    from connector.deadletters import all_iam_actions
     from connector.sinks import KNOWN as SINKS, sink_class
     from connector.sources import KNOWN as SOURCES, source_class
 
     declared = set(CheckpointStore.iam_actions)
     declared |= {a for name in SINKS for a in sink_class(name).iam_actions}
     declared |= {a for name in SOURCES for a in source_class(name).iam_actions}
-    declared |= {a for actions in IAM_ACTIONS.values() for a in actions}
+    declared |= all_iam_actions()
     policy = cfn(DEPLOY / "cloudformation" / "iam-policy.yaml")["Resources"]["ConnectorPolicy"]["Properties"]["PolicyDocument"]
     granted: set[str] = set()
     for statement in policy["Statement"]:

@@ -12,10 +12,11 @@ import requests
 from opensearchpy import RequestsAWSV4SignerAuth
 
 from connector.config import OpenSearchSettings
-from connector.deadletter import FileDeadLetters, open_dead_letters
+from connector.deadletters import open_dead_letters
+from connector.deadletters.file import FileDeadLetters
 from connector.errors import ConfigError, DeliveryError
 from connector.model import DeadLetter
-from connector.opensearch_client import make_client
+from connector.sinks.opensearch.client import make_client
 from tests.support.moto import MotoServer
 
 LETTERS = [

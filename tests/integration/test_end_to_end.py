@@ -17,7 +17,7 @@ import pytest
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 
-from connector.checkpoints import CheckpointStore
+from connector.sources.kinesis.checkpoints import CheckpointStore
 from tests.support.moto import MotoServer
 from tests.support.opensearch import OpenSearchNode
 from tests.support.records import EVENTS, make_record

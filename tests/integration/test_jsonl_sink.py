@@ -14,7 +14,7 @@ from connector.errors import DeliveryError
 from connector.model import Outcome, RenderedFinding
 from connector.sinks import sink_class
 from connector.sinks.jsonl import JsonlSink, line_for
-from tests.support.sink_findings import findings
+from tests.support.sink_contents import findings
 
 
 def read_ids(path: Path, fmt: str) -> list[str]:

@@ -15,11 +15,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from connector.checkpoints import CheckpointStore
+from connector.sources.kinesis.checkpoints import CheckpointStore
 from connector.config import load_settings
 from connector.pipeline import Pipeline
 from connector.runtime.runner import Runner
-from connector.sources.kinesis import KinesisSource
+from connector.sources.kinesis.source import KinesisSource
 from tests.support.moto import MotoServer
 from tests.support.records import EVENTS, make_record
 

@@ -14,11 +14,11 @@ import pytest
 from opensearchpy import OpenSearch
 
 from connector.config import OpenSearchSettings
-from connector.findings import FindingFactory
+from connector.factory import FindingFactory
 from connector.model import Outcome, RenderedFinding
-from connector.opensearch_client import make_client
-from connector.opensearch_setup import install
-from connector.sinks.opensearch import OpenSearchSink
+from connector.sinks.opensearch.client import make_client
+from connector.sinks.opensearch.setup import install
+from connector.sinks.opensearch.sink import OpenSearchSink
 from tests.support.records import EVENTS, make_record
 
 pytestmark = pytest.mark.opensearch

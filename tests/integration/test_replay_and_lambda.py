@@ -15,7 +15,7 @@ import boto3
 
 from connector.aws_lambda import handle
 from connector.config import load_settings
-from connector.deadletter import FileDeadLetters
+from connector.deadletters.file import FileDeadLetters
 from connector.pipeline import Pipeline
 from tests.support.moto import MotoServer
 from tests.support.records import EVENTS, make_record

@@ -18,16 +18,16 @@ import pytest
 from prometheus_client import REGISTRY
 
 from connector.config import load_settings
-from connector.credentials import SessionCache
+from connector.sinks.securityhub.credentials import SessionCache
 from connector.errors import ConfigError, DeliveryError, MappingFileError
 from connector.model import Outcome, RenderedFinding
 from connector.retry import Backoff
 from connector.sinks import sink_class
-from connector.sinks.securityhub import MAX_FINDING_BYTES, MAX_REQUEST_BYTES, SecurityHubSink
+from connector.sinks.securityhub.sink import MAX_FINDING_BYTES, MAX_REQUEST_BYTES, SecurityHubSink
 from tests.conftest import require
 from tests.support.faultproxy import FaultProxy, Faults, max_in_window
 from tests.support.moto import ACCOUNT_ID, MotoServer
-from tests.support.sink_findings import findings
+from tests.support.sink_contents import findings
 
 pytestmark = pytest.mark.moto
 
@@ -289,8 +289,8 @@ def test_through_the_pipeline_invalid_findings_are_dead_lettered_with_their_erro
 ) -> None:
     """The acceptance case end to end: 50 % throttled, some rejected → held or dead-lettered, all acked."""
     from connector.config import Settings
-    from connector.deadletter import FileDeadLetters
-    from connector.findings import FindingFactory
+    from connector.deadletters.file import FileDeadLetters
+    from connector.factory import FindingFactory
     from connector.model import SourceMessage
     from connector.pipeline import Pipeline
     from tests.support.records import make_record

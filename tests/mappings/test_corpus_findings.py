@@ -12,7 +12,7 @@ import pytest
 
 from connector.envelopes import DecodedRecord, Decoder
 from connector.config import LimitSettings
-from connector.findings import FindingFactory
+from connector.factory import FindingFactory
 from connector.select import Selector
 from tests.support.records import EVENTS, variants
 

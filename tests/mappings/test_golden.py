@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.findings import FindingFactory
+from connector.factory import FindingFactory
 from tests.support.records import EVENTS, variants
 
 GOLDEN = Path(__file__).parent / "golden"

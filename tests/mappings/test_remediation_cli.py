@@ -17,7 +17,7 @@ from typing import Any
 import botocore.session
 import pytest
 
-from connector.findings import FindingFactory
+from connector.factory import FindingFactory
 from connector.mapping import build_finding, load_mappings
 from connector.events import parse_event
 from tests.support.moto import MotoServer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.findings import FindingFactory
+from connector.factory import FindingFactory
 from connector.model import RenderedFinding, Severity
 from tests.support.records import EVENTS, RESOURCE_IDS, make_record, variants
 

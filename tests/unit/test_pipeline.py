@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import ClassVar, Sequence
 
 from connector.config import LimitSettings, Settings
-from connector.deadletter import FileDeadLetters
+from connector.deadletters.file import FileDeadLetters
 from connector.envelopes import Decoder
-from connector.findings import FindingFactory
+from connector.factory import FindingFactory
 from connector.model import DeliveryResult, Outcome, RenderedFinding, SourceMessage
 from connector.pipeline import Pipeline
 from connector.select import Selector
@@ -138,7 +138,7 @@ def test_undecodable_and_invalid_records_are_dead_lettered_with_reason(tmp_path:
 
 
 def test_without_a_dead_letter_destination_bad_records_are_not_acked(tmp_path: Path) -> None:
-    from connector.deadletter import MissingDeadLetters
+    from connector.deadletters import MissingDeadLetters
 
     factory = FindingFactory.load()
     selector = Selector(factory.event_names)
@@ -161,7 +161,7 @@ def test_repeats_are_not_sent_twice_within_the_cache(tmp_path: Path) -> None:
 
 
 def test_redrive_policy_mode_leaves_bad_messages_in_the_queue(tmp_path: Path) -> None:
-    from connector.deadletter import open_dead_letters
+    from connector.deadletters import open_dead_letters
 
     factory = FindingFactory.load()
     selector = Selector(factory.event_names)

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from connector.ratelimit import RateLimiter, TokenBucket
+from connector.sinks.securityhub.ratelimit import RateLimiter, TokenBucket
 
 
 class FakeClock:

@@ -13,7 +13,7 @@ from typing import Any
 
 from connector.errors import MappingFileError
 from connector.events import parse_event
-from connector.findings import FindingFactory
+from connector.factory import FindingFactory
 from connector.mapping import finding_id
 from connector.model import AffectedResource, Finding, RenderedFinding, Remediation, Severity
 from connector.render.asff import render_asff

@@ -68,7 +68,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from connector.opensearch_client import make_client
+    from connector.sinks.opensearch.client import make_client
 
     try:
         settings = load_settings()

@@ -26,9 +26,9 @@ from opensearchpy.exceptions import TransportError
 
 from connector.config import OpenSearchSettings, Settings
 from connector.model import DeliveryResult, Finding, Outcome, RenderedFinding
-from connector.opensearch_client import make_client
+from connector.sinks.opensearch.client import make_client
 from connector.retry import Backoff
-from connector.runtime import metrics
+from connector import metrics
 from connector.sinks.base import register
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class OpenSearchSink:
         does the same, plus the ISM policy)."""
         if self._templates_ready:
             return
-        from connector.opensearch_setup import install
+        from connector.sinks.opensearch.setup import install
 
         for line in install(self.client, self.prefix, ism=False):
             if not line.endswith("unchanged"):

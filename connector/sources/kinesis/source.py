@@ -23,12 +23,12 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from connector.checkpoints import CheckpointStore
+from connector.sources.kinesis.checkpoints import CheckpointStore
 from connector.config import Settings
 from connector.errors import SourceError
 from connector.model import SourceMessage
 from connector.retry import Backoff, retry_call
-from connector.runtime import metrics
+from connector import metrics
 from connector.sources.base import register
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ Contract (see ``connector.sinks.base``): every finding of a batch gets exactly o
   A finding over the per-finding limit is PERMANENT without being sent.
 * **Rate** — BatchImportFindings allows 10 requests/s with a burst of 30 per account and Region.
   A token bucket per (account, region) is taken before every request, retries included
-  (``connector.ratelimit``). botocore's own retries are off, so every retry is ours: bounded,
+  (``connector.sinks.securityhub.ratelimit``). botocore's own retries are off, so every retry is ours: bounded,
   capped exponential backoff with full jitter (``connector.retry``), counted in the metrics.
 * **Throttling and 5xx** (HTTP 429, ``LimitExceededException``, ``ThrottlingException``,
   ``TooManyRequestsException``, ``InternalException``, connection errors) are retried; when the
@@ -24,7 +24,7 @@ Contract (see ``connector.sinks.base``): every finding of a batch gets exactly o
 * **Organisation trails** — with the default product ARN the caller must be the finding's
   ``AwsAccountId``. Findings are grouped by (AwsAccountId, Region); an account that is neither
   this process's own (STS GetCallerIdentity) nor in ``securityhub.local_accounts`` is written
-  with a role assumed from ``securityhub.assume_role_arn_template`` (``connector.credentials``),
+  with a role assumed from ``securityhub.assume_role_arn_template`` (``connector.sinks.securityhub.credentials``),
   in the finding's Region. Without a template such findings are PERMANENT, with the reason.
   A non-default (partner) product ARN is imported with this process's own credentials.
 """
@@ -50,13 +50,13 @@ from botocore.exceptions import (
 )
 
 from connector.config import Settings
-from connector.credentials import IAM_ACTIONS as STS_ACTIONS
-from connector.credentials import SessionCache, role_arn_for
+from connector.sinks.securityhub.credentials import IAM_ACTIONS as STS_ACTIONS
+from connector.sinks.securityhub.credentials import SessionCache, role_arn_for
 from connector.errors import DeliveryError
 from connector.model import DeliveryResult, Outcome, RenderedFinding
-from connector.ratelimit import RateLimiter
+from connector.sinks.securityhub.ratelimit import RateLimiter
 from connector.retry import Backoff, retry_call
-from connector.runtime import metrics
+from connector import metrics
 from connector.sinks.base import register
 
 log = logging.getLogger(__name__)

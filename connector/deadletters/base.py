@@ -1,0 +1,72 @@
+"""The dead-letter contract: where a record or finding that cannot be processed goes, with why.
+
+A destination is chosen by the URL in ``settings.dead_letter``; its scheme picks the plug-in
+(``https`` → an SQS queue URL, ``s3``, ``file``) through the same lazy ``Registry`` that sources
+and sinks use. Adding a destination is one module in ``connector/deadletters/`` with a class
+decorated ``@register("<scheme>")``, its entry in ``KNOWN`` and a test module.
+
+With no destination configured letters go to the log *and* ``put`` raises, so the record stays
+in its source: nothing is acknowledged silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from typing import Any, ClassVar, Protocol, Sequence
+
+from connector.model import DeadLetter
+from connector.registry import Registry
+
+log = logging.getLogger(__name__)
+
+#: SQS message attribute values are capped; keep the reason readable but bounded.
+MAX_REASON = 1024
+
+
+def letter_document(letter: DeadLetter) -> dict[str, Any]:
+    """A JSON-safe description of a letter: body as text when it is UTF-8, else base64."""
+    try:
+        body_text, encoding = letter.body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        body_text, encoding = base64.b64encode(letter.body).decode("ascii"), "base64"
+    return {
+        "stage": letter.stage,
+        "reason": letter.reason,
+        "error_type": letter.error_type,
+        "record_id": letter.record_id,
+        "source": letter.source,
+        "body_encoding": encoding,
+        "body": body_text,
+        "dead_lettered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+class DeadLetterSink(Protocol):
+    url: str
+
+    def put(self, letters: Sequence[DeadLetter]) -> None:
+        """Store every letter durably or raise ``DeliveryError``."""
+
+
+class DeadLetterKind(Protocol):
+    """A registered destination class: built from its URL."""
+
+    scheme: ClassVar[str]
+    #: IAM actions the destination calls, for deploy/ and the IAM test.
+    iam_actions: ClassVar[tuple[str, ...]]
+
+    def __init__(self, url: str) -> None: ...
+
+    def put(self, letters: Sequence[DeadLetter]) -> None: ...
+
+
+KNOWN: dict[str, str] = {
+    "https": "connector.deadletters.sqs",
+    "http": "connector.deadletters.sqs",
+    "s3": "connector.deadletters.s3",
+    "file": "connector.deadletters.file",
+}
+REGISTRY: Registry[DeadLetterKind] = Registry("dead-letter destination", KNOWN)
+register = REGISTRY.register

@@ -1,0 +1,38 @@
+"""``s3://bucket/prefix``: one JSON object per letter under ``prefix/YYYY/MM/DD/``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any, ClassVar, Sequence
+from urllib.parse import urlparse
+
+import boto3
+
+from connector.deadletters.base import letter_document, register
+from connector.errors import DeliveryError
+from connector.model import DeadLetter
+
+
+@register("s3")
+class S3DeadLetters:
+    scheme: ClassVar[str] = "s3"
+    iam_actions: ClassVar[tuple[str, ...]] = ("s3:PutObject",)
+
+    def __init__(self, url: str, client: Any = None) -> None:
+        self.url = url
+        parsed = urlparse(url)
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.lstrip("/")
+        self.client = client or boto3.client("s3")
+
+    def put(self, letters: Sequence[DeadLetter]) -> None:
+        for letter in letters:
+            doc = letter_document(letter)
+            digest = hashlib.sha256(letter.body + letter.record_id.encode()).hexdigest()[:16]
+            key = f"{self.prefix.rstrip('/')}/{time.strftime('%Y/%m/%d', time.gmtime())}/{letter.stage}-{digest}.json"
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key.lstrip("/"), Body=json.dumps(doc).encode())
+            except Exception as exc:
+                raise DeliveryError(f"dead-letter bucket {self.url}: {exc}") from exc

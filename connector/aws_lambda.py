@@ -1,64 +1,51 @@
 """Lambda entry point (``connector.aws_lambda.handler``) for SQS and Kinesis event-source mappings.
 
-The same pipeline as the service, built once per container. Partial batch failure is returned
-as data (``batchItemFailures``, with ``ReportBatchItemFailures`` on the mapping) so that only the
-records that could not be delivered are retried. For Kinesis, Lambda retries from the *lowest*
-reported sequence number, so every record from the first failure on is reported — records are
-never skipped past a failure. Settings come from ``CONNECTOR_*`` environment variables.
+The same composition root and the same runner loop as the service: the pipeline is built once
+per container by ``connector.build``, each invocation's records become a finite source
+(``connector.sources.lambda_batch``) that the runner drains, and partial batch failure is
+returned as data (``batchItemFailures``, with ``ReportBatchItemFailures`` on the mapping) so
+that only the records that could not be delivered are retried. Logging is configured as in
+the service (JSON lines, secrets redacted). Settings come from ``CONNECTOR_*`` variables.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 from typing import Any
 
-from connector.config import load_settings
-from connector.model import SourceMessage
+from connector.build import build_pipeline, build_runner
+from connector.config import Settings, load_settings
 from connector.pipeline import Pipeline
+from connector.runtime import logs
+from connector.sources.lambda_batch import LambdaBatch, to_messages
 
 log = logging.getLogger(__name__)
-_pipeline: Pipeline | None = None
+_built: tuple[Settings, Pipeline] | None = None
+
+__all__ = ["handle", "handler", "to_messages"]
 
 
-def _get_pipeline() -> Pipeline:
-    global _pipeline
-    if _pipeline is None:
-        _pipeline = Pipeline.from_settings(load_settings())
-    return _pipeline
+def _get() -> tuple[Settings, Pipeline]:
+    global _built
+    if _built is None:
+        settings = load_settings()
+        logs.configure(settings.log_level, secrets=[settings.opensearch.password])
+        _built = (settings, build_pipeline(settings))
+    return _built
 
 
-def to_messages(event: dict[str, Any]) -> list[SourceMessage]:
-    """SQS and Kinesis Lambda records → SourceMessages whose ids are Lambda's item identifiers."""
-    out = []
-    for record in event.get("Records", []):
-        source = record.get("eventSource")
-        if source == "aws:sqs":
-            out.append(SourceMessage(id=record["messageId"], body=record["body"].encode("utf-8"), source="sqs"))
-        elif source == "aws:kinesis":
-            kinesis = record["kinesis"]
-            out.append(SourceMessage(id=kinesis["sequenceNumber"], body=base64.b64decode(kinesis["data"]), source="kinesis"))
-        else:
-            # An unexpected record shape: let the decoder try it as a whole message.
-            import json
-
-            out.append(SourceMessage(id=str(record.get("messageId") or record.get("eventID") or len(out)),
-                                     body=json.dumps(record).encode(), source=str(source or "lambda")))
-    return out
-
-
-def handle(event: dict[str, Any], pipeline: Pipeline) -> dict[str, Any]:
-    messages = to_messages(event)
-    if not messages:
+def handle(event: dict[str, Any], pipeline: Pipeline, settings: Settings | None = None) -> dict[str, Any]:
+    """Run one invocation's records through the runner; report what was not acknowledged."""
+    batch = LambdaBatch(to_messages(event))
+    if not batch.messages:
         return {"batchItemFailures": []}
-    result = pipeline.handle(messages)
-    failed = {m.id for m in result.retry}
-    if messages[0].source == "kinesis" and failed:
-        first = min(i for i, m in enumerate(messages) if m.id in failed)
-        failed = {m.id for m in messages[first:]}
-    log.info("lambda batch", extra={"records": len(messages), "failed": len(failed), "findings": result.findings})
-    return {"batchItemFailures": [{"itemIdentifier": m.id} for m in messages if m.id in failed]}
+    runner = build_runner(settings or Settings(), batch, pipeline, once=True)
+    runner.run()
+    failed = batch.failures()
+    log.info("lambda batch", extra={"records": len(batch.messages), "failed": len(failed)})
+    return {"batchItemFailures": [{"itemIdentifier": ident} for ident in failed]}
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    return handle(event, _get_pipeline())
+    settings, pipeline = _get()
+    return handle(event, pipeline, settings)

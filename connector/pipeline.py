@@ -14,20 +14,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Sequence
+from typing import Sequence
 
 from cachetools import TTLCache
 
-from connector.config import Settings
-from connector.deadletters import DeadLetterSink, open_dead_letters
+from connector.deadletters import DeadLetterSink
 from connector.envelopes import DecodeFailure, Decoder
 from connector.errors import ConnectorError, DeliveryError
 from connector.factory import FindingFactory
 from connector.model import DeadLetter, DeliveryResult, Outcome, RenderedFinding, SourceMessage
 from connector import metrics
 from connector.select import Selector
-from connector.sinks import Sink, sink_class
+from connector.sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -78,37 +76,6 @@ class Pipeline:
         # The runner hands batches to several worker threads; the cache is not thread-safe.
         self._cache_lock = threading.Lock()
 
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        sinks: Sequence[Sink] | None = None,
-        dead_letters: DeadLetterSink | None = None,
-        s3_client: Any = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> "Pipeline":
-        factory = FindingFactory.load(settings.mappings_dir or None, settings.securityhub.product_arn)
-        selector = Selector(factory.event_names, since=since, until=until)
-        if s3_client is None:
-            import boto3
-
-            s3_client = boto3.client("s3")
-        decoder = Decoder(settings.limits, s3_client=s3_client, prefilter=selector.might_match)
-        if sinks is None:
-            sinks = [sink_class(name).from_settings(settings) for name in settings.sinks]
-        return cls(
-            factory=factory,
-            decoder=decoder,
-            selector=selector,
-            sinks=sinks,
-            dead_letters=dead_letters
-            or open_dead_letters(settings.dead_letter, leave_to_redrive=settings.source == "sqs" and settings.sqs.use_redrive_policy),
-            dedupe_ttl_seconds=settings.dedupe_ttl_seconds,
-            dedupe_max_entries=settings.dedupe_max_entries,
-        )
-
     # -- map -------------------------------------------------------------------------------
     def map_records(self, body: bytes, origin: str) -> tuple[list[RenderedFinding], list[DeadLetter], int]:
         """Decode one message body into rendered findings, dead letters and a count of skipped records."""
@@ -121,15 +88,19 @@ class Pipeline:
                     DeadLetter("decode", str(item.error), item.origin, item.body, origin, type(item.error).__name__)
                 )
                 continue
-            if not self.selector.matches(item.record):
-                skipped += 1
-                continue
             try:
+                if not self.selector.matches(item.record):
+                    skipped += 1
+                    continue
                 rendered.extend(self.factory.render(item.record, origin=item.origin))
                 metrics.EVENTS_SELECTED.labels(str(item.record.get("eventName"))).inc()
             except ConnectorError as exc:
                 raw = json.dumps(item.record, default=str).encode()
                 letters.append(DeadLetter(exc.stage, str(exc), exc.record_id or item.origin, raw, origin, type(exc).__name__))
+            except Exception as exc:  # noqa: BLE001 - hostile input the mapper did not foresee: this record alone
+                raw = json.dumps(item.record, default=str).encode()
+                reason = f"unexpected {type(exc).__name__} while mapping: {exc}"
+                letters.append(DeadLetter("map", reason, item.origin, raw, origin, type(exc).__name__))
         metrics.EVENTS_SKIPPED.inc(skipped)
         return rendered, letters, skipped
 
@@ -164,18 +135,58 @@ class Pipeline:
         return out
 
     def handle(self, messages: Sequence[SourceMessage]) -> BatchResult:
+        """One source batch through every stage; the answer says which messages may be acknowledged.
+
+        The phases are separate methods so that each step of the failure contract can be read
+        (and tested) on its own: map, drop repeats, deliver, decide letters, store letters,
+        remember what every sink holds.
+        """
         started = time.monotonic()
+        work = self._map_messages(messages)
+        pending = self._not_yet_delivered(work)
+        failed_keys, permanent = self._deliver_everywhere(pending)
+        self._assign_letters(work, pending, failed_keys, permanent)
+        self._store_letters(work)
+        self._remember_delivered(work, permanent)
+        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        return BatchResult(
+            done=tuple(w.message for w in work if not w.failed),
+            retry=tuple(w.message for w in work if w.failed),
+            findings=len({i.finding_id for w in work if not w.failed for i in w.rendered}),
+            dead_lettered=sum(len(w.letters) for w in work if not w.failed),
+            skipped=sum(w.skipped for w in work),
+        )
+
+    # -- the phases of ``handle`` --------------------------------------------------------------
+    def _map_messages(self, messages: Sequence[SourceMessage]) -> list[_Work]:
+        """Decode and map each message on its own, so one message's trouble is its own.
+
+        A ``ConnectorError`` that escapes ``map_records`` is retryable trouble of the whole
+        message (S3 unreachable while following a notice): the message is kept for redelivery.
+        """
         work: list[_Work] = []
         for message in messages:
             metrics.RECORDS_IN.labels(message.source or "unknown").inc()
             try:
                 rendered, letters, skipped = self.map_records(message.body, f"{message.source}:{message.id}")
-            except ConnectorError as exc:  # retryable trouble while decoding (e.g. S3 unreachable)
+            except ConnectorError as exc:
                 log.warning("message %s kept for redelivery: %s", message.id, exc)
                 work.append(_Work(message, [], [], 0, failed=True))
                 continue
+            except Exception as exc:  # noqa: BLE001 - unforeseen input: dead-letter this message whole, never the batch
+                reason = f"unexpected {type(exc).__name__} while decoding: {exc}"
+                letter = DeadLetter("decode", reason, message.id, message.body, message.source, type(exc).__name__)
+                work.append(_Work(message, [], [letter], 0))
+                continue
             work.append(_Work(message, rendered, letters, skipped))
+        return work
 
+    def _not_yet_delivered(self, work: list[_Work]) -> dict[tuple[str, str], RenderedFinding]:
+        """Each (finding, format) once, minus those every sink already holds (the TTL cache).
+
+        Two messages of a batch can carry the same event (SNS fan-out, a redelivery racing
+        its original); sending it once is enough, and the cache spares the sinks repeats.
+        """
         unique: dict[tuple[str, str], RenderedFinding] = {}
         for w in work:
             for item in w.rendered:
@@ -183,7 +194,16 @@ class Pipeline:
         with self._cache_lock:
             pending = {k: v for k, v in unique.items() if k not in self._delivered}
         metrics.DUPLICATES.inc(len(unique) - len(pending))
+        return pending
 
+    def _deliver_everywhere(
+        self, pending: dict[tuple[str, str], RenderedFinding]
+    ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], list[str]]]:
+        """Every sink gets the renderings it takes; returns what must be retried and what was refused.
+
+        A key refused by one sink and failed retryably by another is a retry, not a dead letter:
+        it is dead-lettered once the last attempt is final.
+        """
         failed_keys: set[tuple[str, str]] = set()
         permanent: dict[tuple[str, str], list[str]] = {}
         for sink in self.sinks:
@@ -193,57 +213,64 @@ class Pipeline:
                     failed_keys.add(key)
                 elif result.outcome is Outcome.PERMANENT:
                     permanent.setdefault(key, []).append(f"{sink.name}: {result.error}")
+        return failed_keys, permanent
 
+    @staticmethod
+    def _assign_letters(
+        work: list[_Work],
+        pending: dict[tuple[str, str], RenderedFinding],
+        failed_keys: set[tuple[str, str]],
+        permanent: dict[tuple[str, str], list[str]],
+    ) -> None:
+        """Mark messages with a retryable finding failed; give the rest their refused findings as letters."""
         finding_letters: dict[tuple[str, str], DeadLetter] = {}
         for key, reasons in permanent.items():
             if key in failed_keys:
-                continue  # it will be retried anyway; dead-letter once it is final
+                continue
             item = pending[key]
             finding_letters[key] = DeadLetter(
                 "deliver", "; ".join(reasons), item.finding_id,
                 json.dumps(item.document, default=str).encode(), item.finding.event.origin, "DeliveryRejected",
             )
-
-        done: list[SourceMessage] = []
-        retry: list[SourceMessage] = []
-        letters_out: list[DeadLetter] = []
-        owners: list[_Work] = []
         for w in work:
             keys = {_key(i) for i in w.rendered}
             if w.failed or keys & failed_keys:
                 w.failed = True
                 continue
             w.letters.extend(finding_letters[k] for k in sorted(keys) if k in finding_letters)
-            letters_out.extend(w.letters)
-            owners.append(w)
-        if letters_out:
-            try:
-                self.dead_letters.put(letters_out)
-                for letter in letters_out:
-                    metrics.DEAD_LETTERED.labels(letter.stage).inc()
-                    log.warning("dead-lettered %s at %s: %s", letter.record_id, letter.stage, letter.reason)
-            except (DeliveryError, OSError) as exc:
-                log.error("dead-letter destination failed; %d messages kept for redelivery: %s", len(owners), exc)
-                for w in owners:
-                    if w.letters:
-                        w.failed = True
+
+    def _store_letters(self, work: list[_Work]) -> None:
+        """Dead letters of the messages about to be acknowledged, stored before the acknowledgement.
+
+        If the destination fails, the messages that owe a letter are not acknowledged (their
+        records would otherwise be lost); messages owing none proceed.
+        """
+        owners = [w for w in work if not w.failed and w.letters]
+        letters = [letter for w in owners for letter in w.letters]
+        if not letters:
+            return
+        try:
+            self.dead_letters.put(letters)
+        except (DeliveryError, OSError) as exc:
+            log.error("dead-letter destination failed; %d messages kept for redelivery: %s", len(owners), exc)
+            for w in owners:
+                w.failed = True
+            return
+        for letter in letters:
+            metrics.DEAD_LETTERED.labels(letter.stage).inc()
+            log.warning("dead-lettered %s at %s: %s", letter.record_id, letter.stage, letter.reason)
+
+    def _remember_delivered(self, work: list[_Work], permanent: dict[tuple[str, str], list[str]]) -> None:
+        """Log each delivered finding once and cache it, so a redelivery does not re-send it."""
         for w in work:
-            (retry if w.failed else done).append(w.message)
-            if not w.failed:
-                for finding_id in sorted({i.finding_id for i in w.rendered}):
-                    log.info("finding delivered", extra={"finding_id": finding_id, "record_id": w.message.id})
-                with self._cache_lock:
-                    for item in w.rendered:
-                        if _key(item) not in permanent:
-                            self._delivered[_key(item)] = True
-        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
-        return BatchResult(
-            done=tuple(done),
-            retry=tuple(retry),
-            findings=len({i.finding_id for w in work if not w.failed for i in w.rendered}),
-            dead_lettered=sum(len(w.letters) for w in work if not w.failed),
-            skipped=sum(w.skipped for w in work),
-        )
+            if w.failed:
+                continue
+            for finding_id in sorted({i.finding_id for i in w.rendered}):
+                log.info("finding delivered", extra={"finding_id": finding_id, "record_id": w.message.id})
+            with self._cache_lock:
+                for item in w.rendered:
+                    if _key(item) not in permanent:
+                        self._delivered[_key(item)] = True
 
     def check(self) -> None:
         for sink in self.sinks:

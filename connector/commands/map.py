@@ -13,11 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from connector.config import load_settings
-from connector.envelopes import DecodeFailure, Decoder
+from connector.build import build_stages, s3_client
+from connector.commands.common import USAGE_ERROR, add_settings_options, report, settings_or_report
+from connector.envelopes import DecodeFailure
 from connector.errors import ConnectorError
-from connector.factory import FindingFactory
-from connector.select import Selector
 
 
 def register(sub: Any) -> None:
@@ -27,25 +26,26 @@ def register(sub: Any) -> None:
     parser.add_argument("--mappings", default=None, help="mapping directory (default: the bundled mappings/)")
     parser.add_argument("--s3", action="store_true", help="fetch objects named by S3 notifications (uses your AWS credentials)")
     parser.add_argument("--pretty", action="store_true", help="indent the JSON (no longer one finding per line)")
+    add_settings_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = settings_or_report("map", args)
+    if settings is None:
+        return USAGE_ERROR
     try:
-        settings = load_settings()
-        factory = FindingFactory.load(args.mappings or settings.mappings_dir or None, settings.securityhub.product_arn)
+        # No byte prefilter here: offline, every malformed part must be reported, not skipped unseen.
+        stages = build_stages(settings, mappings_dir=args.mappings, s3=s3_client() if args.s3 else None, prefilter=False)
     except ConnectorError as exc:
-        print(f"connector map: {exc}", file=sys.stderr)
-        return 2
-    body = sys.stdin.buffer.read() if args.path == "-" else Path(args.path).read_bytes()
-    selector = Selector(factory.event_names)
-    s3_client = None
-    if args.s3:
-        import boto3
-
-        s3_client = boto3.client("s3")
-    # No byte prefilter here: offline, every malformed part must be reported, not skipped unseen.
-    decoder = Decoder(settings.limits, s3_client=s3_client)
+        report("map", exc)
+        return USAGE_ERROR
+    try:
+        body = sys.stdin.buffer.read() if args.path == "-" else Path(args.path).read_bytes()
+    except OSError as exc:
+        report("map", f"cannot read {args.path}: {exc.strerror or exc}")
+        return USAGE_ERROR
+    factory, decoder, selector = stages.factory, stages.decoder, stages.selector
     origin = "stdin" if args.path == "-" else args.path
     written = skipped = invalid = 0
     out = sys.stdout

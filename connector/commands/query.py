@@ -1,4 +1,7 @@
-"""``connector findings``: query the findings in OpenSearch, as a table or JSON lines."""
+"""``connector findings``: query the findings in OpenSearch, as a table or JSON lines.
+
+(The module is ``query`` so that "findings" names one thing in the code: what the mappings make.)
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from connector.config import load_settings
+from connector.commands.common import USAGE_ERROR, add_settings_options, report, settings_or_report
 from connector.errors import ConnectorError
 
 FILTERS = {
@@ -64,22 +67,25 @@ def register(sub: Any) -> None:
     parser.add_argument("--format", choices=("asff", "ocsf"), default="asff", help="which index to read")
     parser.add_argument("--json", action="store_true", help="print the documents as JSON lines")
     parser.add_argument("--limit", type=int, default=100)
+    add_settings_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from connector.sinks.opensearch.client import make_client
+    from connector.build import opensearch_client
 
+    settings = settings_or_report("findings", args, configure_logging=False)
+    if settings is None:
+        return USAGE_ERROR
     try:
-        settings = load_settings()
-        client = make_client(settings.opensearch)
+        client = opensearch_client(settings)
         index = f"{settings.opensearch.index_prefix}-{args.format}"
         hits = client.search(index=index, body=build_query(args), ignore_unavailable=True)["hits"]["hits"]
     except ConnectorError as exc:
-        print(f"connector findings: {exc}", file=sys.stderr)
-        return 2
+        report("findings", exc)
+        return USAGE_ERROR
     except Exception as exc:
-        print(f"connector findings: query failed: {exc}", file=sys.stderr)
+        report("findings", f"query failed: {exc}")
         return 1
     if args.json:
         for hit in hits:

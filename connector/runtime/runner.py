@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Sequence
+from typing import Callable, Sequence
 
 from connector.model import SourceMessage
 from connector.pipeline import BatchResult, Pipeline
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 RECEIVE_BACKOFF = Backoff(base_seconds=0.5, cap_seconds=15.0, max_attempts=5)
 ONCE_RECEIVE_FAILURES = 5
 
+#: Told about every settled batch (``None`` when it failed unexpectedly): replay's progress.
+BatchObserver = Callable[[Sequence[SourceMessage], "BatchResult | None"], None]
+
 
 class Runner:
     def __init__(
@@ -46,6 +49,8 @@ class Runner:
         stop: threading.Event | None = None,
         max_in_flight: int = 4,
         heartbeat_seconds: float = 20.0,
+        observer: BatchObserver | None = None,
+        stop_on_release: bool | None = None,
     ) -> None:
         self.source = source
         self.pipeline = pipeline
@@ -54,6 +59,10 @@ class Runner:
         ordered = bool(getattr(source, "ordered", False))
         self.max_in_flight = 1 if ordered else max(1, max_in_flight)
         self.heartbeat_seconds = heartbeat_seconds
+        self.observer = observer
+        #: ``once`` stops at the first release by default (a sink is down: exit, retry later);
+        #: replay goes on to the other files and reports the released ones.
+        self.stop_on_release = once if stop_on_release is None else stop_on_release
         self.last_loop_at = time.monotonic()
         self.draining = False
         self.received = 0
@@ -86,7 +95,7 @@ class Runner:
             self.source.release(messages)
         except Exception as exc:  # noqa: BLE001 - they come back when their lease runs out
             log.warning("could not release %d messages; they return when their lease expires: %s", len(messages), exc)
-        if self.once:
+        if self.stop_on_release:
             # A one-shot run does not wait for a sink to come back: it stops, exits non-zero,
             # and the messages stay in the source for the next run.
             self.stop.set()
@@ -95,6 +104,7 @@ class Runner:
         if error is not None or result is None:
             log.error("batch of %d failed unexpectedly; releasing it: %s", len(batch), error)
             self._release(batch)
+            self._observe(batch, None)
             return
         if result.done:
             self._ack(result.done)
@@ -105,6 +115,15 @@ class Runner:
             extra={"acked": len(result.done), "released": len(result.retry), "findings": result.findings,
                    "dead_lettered": result.dead_lettered, "skipped": result.skipped},
         )
+        self._observe(batch, result)
+
+    def _observe(self, batch: Sequence[SourceMessage], result: BatchResult | None) -> None:
+        if self.observer is None:
+            return
+        try:
+            self.observer(batch, result)
+        except Exception as exc:  # noqa: BLE001 - progress reporting must never stop delivery
+            log.warning("batch observer failed: %s", exc)
 
     def _heartbeat(self) -> None:
         # Called even with nothing in flight: a source may hold received messages that wait for
@@ -166,8 +185,10 @@ class Runner:
                     continue
                 batch = self._receive()
                 if not batch:
-                    if self.once and not self._in_flight and self.source.drained:
-                        break
+                    if self.once and self.source.drained:
+                        if not self._in_flight:
+                            break
+                        time.sleep(0.01)  # a finite source is empty: wait for the last batches
                     continue
                 self.received += len(batch)
                 future = pool.submit(self.pipeline.handle, batch)

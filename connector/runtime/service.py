@@ -15,10 +15,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from connector.build import build_pipeline, build_runner, build_source
 from connector.config import Settings
 from connector.pipeline import Pipeline
 from connector.runtime.runner import Runner
-from connector.sources import source_class
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,10 @@ class Service:
 
 
 def build(settings: Settings, *, once: bool = False, stop: threading.Event | None = None) -> Service:
-    source = source_class(settings.source).from_settings(settings)
-    pipeline = Pipeline.from_settings(settings)
-    heartbeat = max(1.0, settings.sqs.visibility_timeout / 3)
-    runner = Runner(source, pipeline, once=once, stop=stop, max_in_flight=settings.max_in_flight, heartbeat_seconds=heartbeat)
-    return Service(settings, runner, pipeline)
+    """The service around the composition root's source, pipeline and runner."""
+    source = build_source(settings)
+    pipeline = build_pipeline(settings)
+    return Service(settings, build_runner(settings, source, pipeline, once=once, stop=stop), pipeline)
 
 
 def _install_signals(service: Service) -> None:

@@ -6,6 +6,7 @@ CloudTrail's ``AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/`` layout is tim
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +17,9 @@ from connector.config import Settings
 from connector.errors import SourceError
 from connector.model import SourceMessage
 from connector.sources.base import register
+from connector.sources.replay_state import ReplayState
+
+log = logging.getLogger(__name__)
 
 SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".gz")
 #: ..._CloudTrail_us-east-1_20261120T1015Z_abcdef.json.gz: the end of the 5-minute delivery window.
@@ -43,42 +47,66 @@ class FilesSource:
     iam_actions: ClassVar[tuple[str, ...]] = ("s3:ListBucket", "s3:GetObject")
 
     def __init__(self, location: str, *, skip: set[str] = frozenset(), since: datetime | None = None,
-                 until: datetime | None = None, s3_client: Any = None) -> None:
+                 until: datetime | None = None, s3_client: Any = None, state: ReplayState | None = None) -> None:
         self.location = location
         self.since, self.until = since, until
         self.skip = set(skip)
         self.s3 = s3_client
-        self._files = iter(self._list())
+        #: Acknowledged files are recorded here (``connector replay``'s resume state).
+        self.state = state
         self._drained = False
         self.skipped_by_name = 0
+        self.finished_earlier = 0
+        self.listed = 0
+        self.bytes_read = 0
+        #: Files that could not be read, with why; and a listing error that ended the run.
+        self.unreadable: list[tuple[str, str]] = []
+        self.error: str | None = None
+        self._files = self._list()
+        if not location.startswith("s3://"):
+            self._check_local()
+
+    def _check_local(self) -> None:
+        if not Path(self.location).exists():
+            raise SourceError(f"{self.location}: no such file or directory")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "FilesSource":
         raise SourceError("the files source is used by `connector replay PATH`, not by `connector run`")
 
     def _list(self) -> Iterator[str]:
-        names: list[str]
+        """Names in order, streamed: S3 lists keys in order a page at a time, so the first file
+        is read before the whole listing is built."""
+        names: Iterator[str]
         if self.location.startswith("s3://"):
-            parsed = urlparse(self.location)
-            if self.s3 is None:
-                import boto3
-
-                self.s3 = boto3.client("s3")
-            names = []
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=parsed.netloc, Prefix=parsed.path.lstrip("/")):
-                names += [f"s3://{parsed.netloc}/{o['Key']}" for o in page.get("Contents", [])]
+            names = self._s3_names()
         else:
             root = Path(self.location)
-            if not root.exists():
-                raise SourceError(f"{self.location}: no such file or directory")
-            names = [str(root)] if root.is_file() else [str(p) for p in root.rglob("*") if p.is_file()]
-        for name in sorted(names):
+            names = iter([str(root)] if root.is_file() else sorted(str(p) for p in root.rglob("*") if p.is_file()))
+        for name in names:
             if not name.endswith(SUFFIXES) or name in self.skip:
+                continue
+            self.listed += 1
+            if self.state is not None and self.state.is_finished(name):
+                self.finished_earlier += 1
                 continue
             if outside(name, self.since, self.until):
                 self.skipped_by_name += 1
                 continue
             yield name
+
+    def _s3_names(self) -> Iterator[str]:
+        parsed = urlparse(self.location)
+        if self.s3 is None:
+            import boto3
+
+            self.s3 = boto3.client("s3")
+        try:
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=parsed.netloc, Prefix=parsed.path.lstrip("/")):
+                for obj in page.get("Contents", []):
+                    yield f"s3://{parsed.netloc}/{obj['Key']}"
+        except Exception as exc:  # NoSuchBucket, AccessDenied, no credentials: one clear reason
+            raise SourceError(f"cannot list {self.location}: {exc}") from exc
 
     def _read(self, name: str) -> bytes:
         if name.startswith("s3://"):
@@ -87,13 +115,27 @@ class FilesSource:
         return Path(name).read_bytes()
 
     def receive(self) -> list[SourceMessage]:
-        for name in self._files:
-            return [SourceMessage(id=name, body=self._read(name), ack_token=name, source="file")]
+        try:
+            for name in self._files:
+                try:
+                    body = self._read(name)
+                except Exception as exc:  # noqa: BLE001 - gone since listing, unreadable: report it, go on
+                    self.unreadable.append((name, str(exc)))
+                    log.error("cannot read %s: %s", name, exc)
+                    continue
+                self.bytes_read += len(body)
+                return [SourceMessage(id=name, body=body, ack_token=name, source="file")]
+        except SourceError as exc:
+            self.error = str(exc)
+            self._drained = True
+            raise
         self._drained = True
         return []
 
     def ack(self, messages: Sequence[SourceMessage]) -> None:
-        """Nothing to delete; `connector replay` records finished files in its state file."""
+        """Nothing to delete; a finished file is recorded in the resume state, if there is one."""
+        if self.state is not None:
+            self.state.mark_finished(m.id for m in messages)
 
     def release(self, messages: Sequence[SourceMessage]) -> None:
         """A released file is not re-read in this run; replay reports it and a resumed run retries it."""

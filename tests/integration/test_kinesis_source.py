@@ -15,6 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from connector.build import build_pipeline
 from connector.sources.kinesis.checkpoints import CheckpointStore
 from connector.config import load_settings
 from connector.pipeline import Pipeline
@@ -95,7 +96,7 @@ def run_until_drained(stream: str, table: str, out: Path, **extra: str) -> Runne
            "CONNECTOR_DEAD_LETTER": f"file://{out}/dlq", "CONNECTOR_KINESIS_STREAM_NAME": stream,
            "CONNECTOR_KINESIS_CHECKPOINT_TABLE": table, "CONNECTOR_KINESIS_IDLE_SLEEP_SECONDS": "0.1", **extra}
     settings = load_settings(environ=env)
-    runner = Runner(KinesisSource.from_settings(settings), Pipeline.from_settings(settings), once=True)
+    runner = Runner(KinesisSource.from_settings(settings), build_pipeline(settings), once=True)
     assert runner.run() == 0
     return runner
 

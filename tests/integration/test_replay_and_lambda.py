@@ -13,6 +13,7 @@ from pathlib import Path
 
 import boto3
 
+from connector.build import build_pipeline
 from connector.aws_lambda import handle
 from connector.config import load_settings
 from connector.deadletters.file import FileDeadLetters
@@ -83,7 +84,7 @@ def test_replay_from_s3(aws_env: MotoServer, tmp_path: Path) -> None:
 def lambda_pipeline(tmp_path: Path) -> Pipeline:
     settings = load_settings(environ={"CONNECTOR_SINKS": "jsonl", "CONNECTOR_JSONL_DIRECTORY": str(tmp_path / "out"),
                                       "CONNECTOR_DEAD_LETTER": f"file://{tmp_path}/dlq"})
-    return Pipeline.from_settings(settings, s3_client=None)
+    return build_pipeline(settings, s3=None)
 
 
 def test_lambda_sqs_batch(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import boto3
 import pytest
 from prometheus_client import REGISTRY
 
+from connector.build import build_pipeline
 from connector.config import load_settings
 from connector.sinks.securityhub.credentials import SessionCache
 from connector.errors import ConfigError, DeliveryError, MappingFileError
@@ -310,7 +311,7 @@ def test_through_the_pipeline_invalid_findings_are_dead_lettered_with_their_erro
     messages = [SourceMessage(id=f"m{n}", body=json.dumps(r).encode(), source="sqs") for n, r in enumerate(records)]
     dead_letters = FileDeadLetters(f"file://{tmp_path}/dlq")
     sink = make_sink(rate_per_second=8, burst=4, max_findings_per_request=10)
-    pipeline = Pipeline.from_settings(Settings(sinks=("securityhub",)), sinks=[sink], dead_letters=dead_letters)
+    pipeline = build_pipeline(Settings(sinks=("securityhub",)), sinks=[sink], dead_letters=dead_letters)
 
     result = pipeline.handle(messages)
 
@@ -324,6 +325,6 @@ def test_through_the_pipeline_invalid_findings_are_dead_lettered_with_their_erro
     assert any(r.answer == "throttled" for r in proxy.imports())
 
     # The same events again (a redelivery): nothing new in Security Hub, every message acked.
-    again = Pipeline.from_settings(Settings(sinks=("securityhub",)), sinks=[sink], dead_letters=dead_letters)
+    again = build_pipeline(Settings(sinks=("securityhub",)), sinks=[sink], dead_letters=dead_letters)
     assert {m.id for m in again.handle(messages).done} == {m.id for m in messages}
     assert stored_ids(boto3.Session(), region) == held

@@ -15,6 +15,7 @@ from typing import ClassVar, Sequence
 
 import boto3
 
+from connector.build import build_pipeline
 from connector.config import load_settings
 from connector.model import DeliveryResult, Outcome, RenderedFinding
 from connector.pipeline import Pipeline
@@ -72,7 +73,7 @@ def test_slow_delivery_is_not_redelivered(aws_env: MotoServer, tmp_path: Path) -
     settings = load_settings(environ={"CONNECTOR_SQS_QUEUE_URL": queue, "CONNECTOR_DEAD_LETTER": dlq})
     sink = SlowSink(seconds=5)
     source = SqsSource(queue, pollers=1, wait_seconds=1, visibility_timeout=2)
-    runner = Runner(source, Pipeline.from_settings(settings, sinks=[sink]), once=True, heartbeat_seconds=0.5, max_in_flight=1)
+    runner = Runner(source, build_pipeline(settings, sinks=[sink]), once=True, heartbeat_seconds=0.5, max_in_flight=1)
     assert runner.run() == 0
     source.close()
     assert sorted(sink.seen) == sorted(ids)  # each delivered once: no visibility expiry, no redelivery

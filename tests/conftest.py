@@ -84,3 +84,21 @@ def opensearch_node() -> Iterator["OpenSearchNode | None"]:
 @pytest.fixture(scope="session")
 def opensearch_url(opensearch_node: "OpenSearchNode | None") -> str:
     return os.environ.get("OPENSEARCH_URL") or opensearch_node.url  # type: ignore[union-attr]
+
+
+#: Fixtures that make a test need something outside the process; the marker follows from them,
+#: so ``-m "not opensearch"`` / ``-m "not moto"`` / ``-m "not shared"`` deselect every such test
+#: whether or not its module remembered to set ``pytestmark``.
+MARKER_FIXTURES: dict[str, tuple[str, ...]] = {
+    "opensearch": ("opensearch_node", "opensearch_url"),
+    "moto": ("moto_server", "aws_env"),
+    "shared": ("shared_dir", "corpus_dir"),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))  # the closure: fixtures of fixtures count too
+        for marker, fixtures in MARKER_FIXTURES.items():
+            if used.intersection(fixtures) and item.get_closest_marker(marker) is None:
+                item.add_marker(getattr(pytest.mark, marker))

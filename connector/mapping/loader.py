@@ -49,6 +49,57 @@ class CliSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class VariantSpec:
+    """One test case derived from the base record (see mappings/cases/common.yaml)."""
+
+    name: str
+    number: str
+    golden: bool
+    set: Mapping[str, Any]
+    replace: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class CaseSpec:
+    """A mapping's ``cases:`` section: what makes its event's records, and what they must name.
+
+    It sits in the mapping file so that a new event brings its own test cases; the golden,
+    variant, corpus, CLI and demo code iterate over these instead of a list of events.
+    """
+
+    event_id: str
+    request: Mapping[str, Any]
+    response: Mapping[str, Any] | None
+    resource_id: str
+    corpus: tuple[str, ...]
+    demo_variant: str
+    variants: Mapping[str, VariantSpec]
+
+
+def variant_specs(doc: Mapping[str, Any] | None) -> dict[str, VariantSpec]:
+    """``variants:`` (already schema-valid) as typed specs, in file order."""
+    return {
+        name: VariantSpec(
+            name=name, number=spec["number"], golden=bool(spec.get("golden", False)),
+            set=dict(spec.get("set") or {}), replace=dict(spec.get("replace") or {}),
+        )
+        for name, spec in (doc or {}).items()
+    }
+
+
+def _cases(doc: Mapping[str, Any]) -> CaseSpec:
+    return CaseSpec(
+        event_id=doc["event_id"],
+        request=doc["request"],
+        response=doc.get("response"),
+        resource_id=doc["resource_id"],
+        corpus=tuple(doc.get("corpus") or ()),
+        demo_variant=doc.get("demo_variant", "success"),
+        variants=variant_specs(doc.get("variants")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class EventMapping:
     """One mapping file, validated and compiled. ``raw`` keeps the YAML for tools and tests."""
 
@@ -72,6 +123,7 @@ class EventMapping:
     impact: tuple[str, ...]
     remediation: Mapping[str, Any]
     cli: tuple[CliSpec, ...]
+    cases: CaseSpec
     raw: Mapping[str, Any]
 
 
@@ -82,10 +134,43 @@ def _json_path(path: Any) -> str:
     return out
 
 
+def _mapping_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((schemas_dir() / "mapping.schema.json").read_text())
+    return schema
+
+
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.Draft202012Validator:
-    schema = json.loads((schemas_dir() / "mapping.schema.json").read_text())
-    return jsonschema.Draft202012Validator(schema)
+    return jsonschema.Draft202012Validator(_mapping_schema())
+
+
+@lru_cache(maxsize=1)
+def _common_cases_validator() -> jsonschema.Draft202012Validator:
+    """The same schema file, entered at ``$defs/common_cases``: one schema for both files."""
+    schema = _mapping_schema()
+    return jsonschema.Draft202012Validator({"$ref": "#/$defs/common_cases", "$defs": schema["$defs"]})
+
+
+def read_yaml(path: Path, validator: jsonschema.Draft202012Validator) -> Any:
+    """A YAML file checked against a schema; every failure is a ``MappingFileError`` naming the path."""
+    file = str(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingFileError(file, "$", f"cannot read: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise MappingFileError(file, "$", f"not valid YAML: {exc}") from None
+    errors = sorted(validator.iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        err = max(errors, key=lambda e: len(e.absolute_path))  # the most specific one
+        raise MappingFileError(file, _json_path(err.absolute_path), err.message)
+    return doc
+
+
+def read_common_cases(path: Path) -> dict[str, Any]:
+    """``mappings/cases/common.yaml``, validated."""
+    doc: dict[str, Any] = read_yaml(path, _common_cases_validator())
+    return doc
 
 
 def _template_names(template: str, file: str, where: str) -> set[str]:
@@ -131,16 +216,7 @@ def _attack(entry: Mapping[str, Any]) -> Attack:
 
 def load_mapping_file(path: Path) -> EventMapping:
     file = str(path)
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MappingFileError(file, "$", f"cannot read: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise MappingFileError(file, "$", f"not valid YAML: {exc}") from None
-    errors = sorted(_validator().iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-    if errors:
-        err = max(errors, key=lambda e: len(e.absolute_path))  # the most specific one
-        raise MappingFileError(file, _json_path(err.absolute_path), err.message)
+    doc = read_yaml(path, _validator())
     event = doc["event"]
     if path.stem != event["name"]:
         raise MappingFileError(file, "$.event.name", f"{event['name']!r} must match the file name {path.stem!r}")
@@ -183,6 +259,7 @@ def load_mapping_file(path: Path) -> EventMapping:
         impact=tuple(doc["impact"]),
         remediation=remediation,
         cli=tuple(CliSpec(c["description"], c["command"]) for c in remediation["cli"]),
+        cases=_cases(doc["cases"]),
         raw=doc,
     )
 

@@ -54,7 +54,8 @@ def _user(ident: Identity, account: str) -> dict[str, Any]:
     if name:
         user["name"] = name
     if ident.access_key_id:
-        user["credential_uid"] = ident.access_key_id
+        # user.credential_uid is deprecated since OCSF 1.6 (check_ocsf --strict rejects it).
+        user["programmatic_credentials"] = [{"uid": ident.access_key_id, "type": "AWS Access Key"}]
     return user
 
 

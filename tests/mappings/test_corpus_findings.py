@@ -1,4 +1,4 @@
-"""Every real record of the five events → exactly one ASFF and one OCSF finding that the
+"""Every real record of the mapped events → exactly one ASFF and one OCSF finding that the
 independent validators in ../shared/tools accept with no leniency; near misses → none."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from connector.envelopes import DecodedRecord, Decoder
 from connector.config import LimitSettings
 from connector.factory import FindingFactory
 from connector.select import Selector
-from tests.support.records import EVENTS, variants
+from tests.support.records import BOOK
 
 
 @pytest.fixture(scope="module")
@@ -47,17 +47,25 @@ def _check(shared_dir: Path, tool: str, docs: list[dict], tmp_path: Path, *flags
 def test_every_corpus_event_gives_one_valid_finding_per_format(
     factory: FindingFactory, corpus_dir: Path, shared_dir: Path, tmp_path: Path
 ) -> None:
-    files = sorted((corpus_dir / "events").glob("*/*.json"))
-    assert files, "the corpus has target events"
+    referenced = BOOK.corpus_files(corpus_dir)
+    files = [(event, path) for event, paths in referenced.items() for path in paths]
+    assert files, "the mappings reference real records"
     asff, ocsf = [], []
-    for path in files:
+    for event, path in files:
         rendered = _map_file(factory, path)
         assert sorted(r.format for r in rendered) == ["asff", "ocsf"], path
-        assert rendered[0].finding.event.event_name == path.parent.name
+        assert rendered[0].finding.event.event_name == event
         asff += [r.document for r in rendered if r.format == "asff"]
         ocsf += [r.document for r in rendered if r.format == "ocsf"]
-    _check(shared_dir, "check_asff.py", asff, tmp_path, "--require-default-product")
-    _check(shared_dir, "check_ocsf.py", ocsf, tmp_path)
+    _check(shared_dir, "check_asff.py", asff, tmp_path, "--strict", "--require-default-product")
+    _check(shared_dir, "check_ocsf.py", ocsf, tmp_path, "--strict")
+
+
+def test_every_real_record_of_a_mapped_event_is_referenced_by_its_mapping(corpus_dir: Path) -> None:
+    """A record added to the corpus for a mapped event must be one of that mapping's cases."""
+    referenced = {path for paths in BOOK.corpus_files(corpus_dir).values() for path in paths}
+    present = {path for path in (corpus_dir / "events").glob("*/*.json") if path.parent.name in BOOK.events}
+    assert present <= referenced, sorted(map(str, present - referenced))
 
 
 def test_near_misses_give_no_finding(factory: FindingFactory, corpus_dir: Path) -> None:
@@ -71,10 +79,9 @@ def test_every_variant_of_every_event_passes_the_validators(
     factory: FindingFactory, shared_dir: Path, tmp_path: Path
 ) -> None:
     asff, ocsf = [], []
-    for event in EVENTS:
-        for name, record in variants(event).items():
-            rendered = factory.render(record, origin=f"{event}/{name}")
-            asff += [r.document for r in rendered if r.format == "asff"]
-            ocsf += [r.document for r in rendered if r.format == "ocsf"]
-    _check(shared_dir, "check_asff.py", asff, tmp_path, "--require-default-product")
-    _check(shared_dir, "check_ocsf.py", ocsf, tmp_path)
+    for case in BOOK.cases():
+        rendered = factory.render(case.record, origin=f"{case.event_name}/{case.variant}")
+        asff += [r.document for r in rendered if r.format == "asff"]
+        ocsf += [r.document for r in rendered if r.format == "ocsf"]
+    _check(shared_dir, "check_asff.py", asff, tmp_path, "--strict", "--require-default-product")
+    _check(shared_dir, "check_ocsf.py", ocsf, tmp_path, "--strict")

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from connector.factory import FindingFactory
-from tests.support.records import EVENTS, variants
+from tests.support.records import BOOK
 
 GOLDEN = Path(__file__).parent / "golden"
-VARIANTS = ("success", "failed", "dry-run", "root", "assumed-role", "invoked-by-cloudformation", "sdk-no-source-ip")
-CASES = [(event, variant) for event in EVENTS for variant in VARIANTS]
+#: Every variant marked ``golden`` in mappings/ (common.yaml or the mapping's own cases).
+CASES = [(case.event_name, case.variant) for case in BOOK.cases() if case.golden]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def factory() -> FindingFactory:
 
 @pytest.mark.parametrize(("event", "variant"), CASES, ids=[f"{e}-{v}" for e, v in CASES])
 def test_golden(factory: FindingFactory, event: str, variant: str) -> None:
-    record = variants(event)[variant]
+    record = BOOK.case(event, variant).record
     rendered = {r.format: r.document for r in factory.render(record, origin="golden")}
     for fmt, document in rendered.items():
         document = dict(document)
@@ -43,3 +43,9 @@ def test_golden(factory: FindingFactory, event: str, variant: str) -> None:
             path.write_text(text)
         assert path.exists(), f"no golden file {path}; generate with UPDATE_GOLDEN=1 and review it"
         assert json.loads(path.read_text()) == json.loads(text), f"{path} differs: review and regenerate"
+
+
+def test_every_golden_file_belongs_to_a_case() -> None:
+    """A golden file whose case was removed or renamed must not linger unreviewed."""
+    expected = {GOLDEN / event / f"{variant}.{fmt}.json" for event, variant in CASES for fmt in ("asff", "ocsf")}
+    assert set(GOLDEN.glob("*/*.json")) == expected

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from connector.factory import FindingFactory
+from connector.mapping.cases import Case
 from connector.model import RenderedFinding, Severity
-from tests.support.records import EVENTS, RESOURCE_IDS, make_record, variants
+from tests.support.records import ACCOUNT, BOOK, EVENTS, RESOURCE_IDS, make_record, variants
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +28,7 @@ def test_success_names_the_resource_and_its_recovery(factory: FindingFactory, ev
     resource_id = RESOURCE_IDS[event]
     assert resource_id in finding.title
     assert any(r.id == resource_id for r in finding.resources)
-    assert out["asff"].document["Resources"][0]["Id"].startswith("arn:aws:ec2:eu-west-1:111122223333:")
+    assert out["asff"].document["Resources"][0]["Id"].startswith(f"arn:aws:ec2:eu-west-1:{ACCOUNT}:")
     assert resource_id in out["asff"].document["Remediation"]["Recommendation"]["Text"]
     runbook = out["ocsf"].document["remediation"]["desc"]
     assert resource_id in runbook and "eu-west-1" in runbook
@@ -50,7 +53,7 @@ def test_a_failed_call_says_so_and_is_less_severe(factory: FindingFactory, event
         assert "failed" in out["ocsf"].document["status_detail"].lower()
     # requestParameters null: no resource id is known, the account stands in.
     failed = render(factory, cases["failed"])["asff"].document
-    assert failed["Resources"][0]["Id"] == "AWS::::Account:111122223333"
+    assert failed["Resources"][0]["Id"] == f"AWS::::Account:{ACCOUNT}"
 
 
 @pytest.mark.parametrize("event", EVENTS)
@@ -74,7 +77,7 @@ def test_root_is_at_least_as_severe_as_a_user(factory: FindingFactory, event: st
 def test_assumed_role_keeps_issuer_and_session(factory: FindingFactory, event: str) -> None:
     out = render(factory, variants(event)["assumed-role"])
     actor = out["ocsf"].document["evidences"][0]["actor"]
-    assert actor["session"]["issuer"] == "arn:aws:iam::111122223333:role/NetworkAdmin"
+    assert actor["session"]["issuer"] == f"arn:aws:iam::{ACCOUNT}:role/NetworkAdmin"
     assert "NetworkAdmin/deploy-session" in out["asff"].finding.description
     assert out["asff"].document["ProductFields"]["cloudtrail/userIdentity/sessionIssuer"].endswith("role/NetworkAdmin")
     assert "Terraform" in out["asff"].document["ProductFields"]["cloudtrail/userAgent"]
@@ -91,9 +94,10 @@ def test_invoked_by_a_service(factory: FindingFactory, event: str) -> None:
 
 
 @pytest.mark.parametrize("service", ["autoscaling.amazonaws.com", "clientvpn.amazonaws.com", "eks.amazonaws.com"])
-def test_other_invoking_services(factory: FindingFactory, service: str) -> None:
+@pytest.mark.parametrize("event", EVENTS)
+def test_other_invoking_services(factory: FindingFactory, event: str, service: str) -> None:
     record = make_record(
-        "DeleteNetworkInterface",
+        event,
         userIdentity={"type": "AWSService", "invokedBy": service},
         sourceIPAddress=service,
         userAgent=service,
@@ -120,30 +124,46 @@ def test_every_event_version(factory: FindingFactory, version: str) -> None:
         assert len(factory.render(record)) == 2
 
 
-def test_unknown_extra_fields_are_ignored_but_kept_in_raw(factory: FindingFactory) -> None:
-    out = render(factory, variants("DeleteNatGateway")["unknown-fields"])
+@pytest.mark.parametrize("event", EVENTS)
+def test_unknown_extra_fields_are_ignored_but_kept_in_raw(factory: FindingFactory, event: str) -> None:
+    out = render(factory, variants(event)["unknown-fields"])
     assert '"futureField"' in out["ocsf"].document["raw_data"]
+    assert out["asff"].document["Title"] == render(factory, variants(event)["success"])["asff"].document["Title"]
 
 
-def test_nat_gateway_wrapped_and_flat_forms_agree(factory: FindingFactory) -> None:
-    wrapped = render(factory, make_record("DeleteNatGateway"))["asff"].document
-    flat = render(factory, make_record("DeleteNatGateway", requestParameters={"natGatewayId": "nat-0badc0de0badc0de0"}))["asff"].document
-    only_response = render(factory, make_record("DeleteNatGateway", requestParameters=None))["asff"].document
-    ids = {d["Resources"][0]["Id"] for d in (wrapped, flat, only_response)}
-    assert ids == {"arn:aws:ec2:eu-west-1:111122223333:natgateway/nat-0badc0de0badc0de0"}
+CASES = list(BOOK.cases())
 
 
-def test_same_record_same_finding_and_ids_agree_across_formats(factory: FindingFactory) -> None:
-    record = make_record("DetachInternetGateway")
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.event_name}-{c.variant}" for c in CASES])
+def test_every_case_names_its_resource_in_its_partition(factory: FindingFactory, case: Case) -> None:
+    """Each request shape a mapping declares (wrapped, flat, response only...) names the same
+    resource, with an ARN in the record's partition and Region."""
+    out = render(factory, case.record)
+    resource = out["asff"].document["Resources"][0]
+    if case.resource_id is None:
+        assert resource["Id"] == f"AWS::::Account:{ACCOUNT}"
+        return
+    partition = case.record["userIdentity"].get("arn", "arn:aws:").split(":")[1]
+    assert resource["Id"].startswith(f"arn:{partition}:ec2:{case.record['awsRegion']}:{ACCOUNT}:"), resource["Id"]
+    assert resource["Id"].endswith(case.resource_id)
+    assert resource["Partition"] == partition and resource["Region"] == case.record["awsRegion"]
+    assert case.resource_id in out["ocsf"].document["resources"][0]["uid"]
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_same_record_same_finding_and_ids_agree_across_formats(factory: FindingFactory, event: str) -> None:
+    record = make_record(event)
     first, second = render(factory, record), render(factory, record)
     assert first["asff"].document == second["asff"].document
     assert first["ocsf"].document == second["ocsf"].document
     assert first["asff"].document["Id"] == first["ocsf"].document["finding_info"]["uid"]
 
 
-def test_remediation_text_fits_asff(factory: FindingFactory) -> None:
-    long_id = "eni-" + "f" * 60
-    record = make_record("DeleteNetworkInterface", requestParameters={"networkInterfaceId": long_id})
+@pytest.mark.parametrize("event", EVENTS)
+def test_remediation_text_fits_asff(factory: FindingFactory, event: str) -> None:
+    resource_id = RESOURCE_IDS[event]
+    long_id = resource_id.split("-")[0] + "-" + "f" * 60
+    record = json.loads(json.dumps(make_record(event)).replace(resource_id, long_id))
     doc = render(factory, record)["asff"].document
     assert len(doc["Remediation"]["Recommendation"]["Text"]) <= 512
     assert doc["Remediation"]["Recommendation"]["Url"].startswith("https://docs.aws.amazon.com/")

@@ -1,8 +1,8 @@
 """``connector demo``: the real pipeline on an embedded default, with no AWS account needed.
 
 Starts an in-process AWS emulation (moto's threaded server on 127.0.0.1), creates an SQS queue,
-a dead-letter queue and a Security Hub hub, sends the embedded sample events (the five target
-events in different envelopes, plus unrelated noise) as SQS messages, then runs exactly the code
+a dead-letter queue and a Security Hub hub, sends the sample events (one per mapping file, from
+its test cases, in different envelopes, plus unrelated noise) as SQS messages, then runs exactly the code
 path of ``connector run --once`` with the Security Hub and JSONL sinks (and OpenSearch when
 ``OPENSEARCH_URL`` is set), and prints what Security Hub now holds.
 """
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from connector.demo.samples import ACCOUNT, REGION, noise_records, target_records
+from connector.demo import samples
 
 
 def register(sub: Any) -> None:
@@ -37,27 +37,32 @@ def _free_port() -> int:
 
 
 def _envelopes(records: list[dict[str, Any]], noise: list[dict[str, Any]]) -> list[str]:
-    """One SQS body per envelope kind the connector unwraps."""
-    detach, nat, acl, pcx, eni = records
-    eventbridge = {"version": "0", "id": "demo-eb-1", "detail-type": "AWS API Call via CloudTrail",
-                   "source": "aws.ec2", "account": ACCOUNT, "time": nat["eventTime"], "region": REGION,
-                   "resources": [], "detail": nat}
-    sns = {"Type": "Notification", "MessageId": "demo-sns-1", "TopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:trail",
-           "Message": json.dumps(eventbridge | {"id": "demo-eb-2", "detail": acl})}
-    logfile = base64.b64encode(gzip.compress(json.dumps({"Records": [pcx, *noise[:3]]}).encode())).decode()
-    cwl = {"messageType": "DATA_MESSAGE", "owner": ACCOUNT, "logGroup": "aws-cloudtrail-logs", "logStream": "demo",
-           "subscriptionFilters": ["network"], "logEvents": [
-               {"id": "1", "timestamp": 0, "message": json.dumps(eni)},
-               {"id": "2", "timestamp": 0, "message": json.dumps(noise[3])}]}
-    return [
-        json.dumps(detach),
-        json.dumps(eventbridge),
-        json.dumps(sns),
-        logfile,
-        base64.b64encode(gzip.compress(json.dumps(cwl).encode())).decode(),
-        *(json.dumps(n) for n in noise[4:]),
-        "this is not CloudTrail at all: DeleteNatGateway?",  # goes to the dead-letter queue
-    ]
+    """SQS bodies in every envelope kind the connector unwraps; the records take them in turn."""
+    account, region = samples.account(), samples.region()
+    kinds: list[list[dict[str, Any]]] = [[], [], [], [], []]  # bare, EventBridge, SNS, log file, CWL
+    for index, record in enumerate(records):
+        kinds[index % len(kinds)].append(record)
+    bare, bridged, notified, logged, streamed = kinds
+
+    def eventbridge(record: dict[str, Any], envelope_id: str) -> dict[str, Any]:
+        return {"version": "0", "id": envelope_id, "detail-type": "AWS API Call via CloudTrail", "source": "aws.ec2",
+                "account": account, "time": record["eventTime"], "region": region, "resources": [], "detail": record}
+
+    bodies = [json.dumps(r) for r in bare]
+    bodies += [json.dumps(eventbridge(r, f"demo-eb-{i}")) for i, r in enumerate(bridged)]
+    bodies += [json.dumps({"Type": "Notification", "MessageId": f"demo-sns-{i}", "TopicArn": f"arn:aws:sns:{region}:{account}:trail",
+                           "Message": json.dumps(eventbridge(r, f"demo-sns-eb-{i}"))}) for i, r in enumerate(notified)]
+    if logged:
+        bodies.append(base64.b64encode(gzip.compress(json.dumps({"Records": [*logged, *noise[:3]]}).encode())).decode())
+    if streamed:
+        events = [{"id": str(i), "timestamp": 0, "message": json.dumps(r)} for i, r in enumerate([*streamed, noise[3]])]
+        cwl = {"messageType": "DATA_MESSAGE", "owner": account, "logGroup": "aws-cloudtrail-logs", "logStream": "demo",
+               "subscriptionFilters": ["network"], "logEvents": events}
+        bodies.append(base64.b64encode(gzip.compress(json.dumps(cwl).encode())).decode())
+    bodies += [json.dumps(n) for n in noise[4:]]
+    # Not CloudTrail at all, though it names a mapped event: it goes to the dead-letter queue.
+    bodies.append(f"this is not CloudTrail at all: {records[0]['eventName']}?")
+    return bodies
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     endpoint = f"http://127.0.0.1:{port}"
     os.environ.update({
         "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
-        "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": samples.region(), "AWS_REGION": samples.region(),
     })
     os.environ.pop("AWS_PROFILE", None)
     out = Path(args.out).resolve()
@@ -86,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         dlq_url = sqs.create_queue(QueueName="cloudtrail-network-events-dlq")["QueueUrl"]
         securityhub = boto3.client("securityhub")
         securityhub.enable_security_hub()
-        bodies = _envelopes(target_records(), noise_records())
+        targets = samples.target_records()
+        bodies = _envelopes(targets, samples.noise_records())
         for body in bodies:
             sqs.send_message(QueueUrl=queue_url, MessageBody=body)
 

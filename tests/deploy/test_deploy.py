@@ -18,6 +18,9 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from connector.mapping import load_mappings
+from connector.mapping.filters import cloudwatch_filter_pattern, eventbridge_pattern
+
 from tests.conftest import REPO, require
 from tests.support.moto import MotoServer
 from tests.support.service import jsonl_ids, make_queues, queue_depth, send_events
@@ -53,10 +56,6 @@ CfnLoader.add_multi_constructor("!", _tag)
 
 def cfn(path: Path) -> dict[str, Any]:
     return yaml.load(path.read_text(), Loader=CfnLoader)  # noqa: S506 - SafeLoader subclass
-
-
-def mapped_events() -> set[str]:
-    return {p.stem for p in (REPO / "mappings").glob("*.yaml")}
 
 
 def test_hadolint() -> None:
@@ -154,12 +153,24 @@ def test_dashboards_are_consistent_with_the_index_templates() -> None:
             assert panels and all(p["panelRefName"] in names for p in panels)
 
 
+def deployed_filters(deploy: Path) -> tuple[dict[str, Any], str]:
+    """The EventBridge pattern (SQS path) and the subscription filter pattern (Kinesis path) in deploy/."""
+    rule = cfn(deploy / "cloudformation" / "sqs.yaml")["Resources"]["NetworkDeletionRule"]["Properties"]["EventPattern"]
+    pattern = cfn(deploy / "cloudformation" / "kinesis.yaml")["Resources"]["NetworkDeletionSubscription"]["Properties"]["FilterPattern"]
+    return rule, " ".join(pattern.split())
+
+
+def check_filters(mappings_root: Path, deploy: Path) -> None:
+    """deploy/'s filters are exactly what the mapping files call for (a function of a mappings dir)."""
+    mappings = load_mappings(mappings_root)
+    rule, pattern = deployed_filters(deploy)
+    assert rule == eventbridge_pattern(mappings)
+    assert pattern == cloudwatch_filter_pattern(mappings)
+    assert set(re.findall(r'\$\.eventName = "([A-Za-z]+)"', pattern)) == set(mappings) == set(rule["detail"]["eventName"])
+
+
 def test_the_event_filters_name_exactly_the_mapped_events() -> None:
-    rule = cfn(DEPLOY / "cloudformation" / "sqs.yaml")["Resources"]["NetworkDeletionRule"]["Properties"]["EventPattern"]
-    assert set(rule["detail"]["eventName"]) == mapped_events()
-    assert rule["detail"]["eventSource"] == ["ec2.amazonaws.com"]
-    pattern = cfn(DEPLOY / "cloudformation" / "kinesis.yaml")["Resources"]["NetworkDeletionSubscription"]["Properties"]["FilterPattern"]
-    assert set(re.findall(r'\$\.eventName = "([A-Za-z]+)"', pattern)) == mapped_events()
+    check_filters(REPO / "mappings", DEPLOY)
 
 
 def test_the_iam_policy_grants_every_action_the_code_declares() -> None:

@@ -20,7 +20,7 @@ from opensearchpy.exceptions import TransportError
 from connector.sources.kinesis.checkpoints import CheckpointStore
 from tests.support.moto import MotoServer
 from tests.support.opensearch import OpenSearchNode
-from tests.support.records import EVENTS, make_record
+from tests.support.records import EVENTS, an_event, make_record
 from tests.support.service import make_queues, queue_depth, send_events, service_env, service_log, start_service, wait_for
 
 pytestmark = pytest.mark.opensearch
@@ -60,7 +60,7 @@ def run_once(env: dict[str, str]) -> None:
 def put_kinesis(stream: str, ids: list[str]) -> None:
     kinesis = boto3.client("kinesis")
     for i, event_id in enumerate(ids):
-        record = make_record(EVENTS[i % 5], event_id=event_id, recipientAccountId="123456789012")
+        record = make_record(an_event(i), event_id=event_id, recipientAccountId="123456789012")
         kinesis.put_record(StreamName=stream, Data=json.dumps(record).encode(), PartitionKey=event_id)
 
 

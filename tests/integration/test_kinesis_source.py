@@ -22,7 +22,7 @@ from connector.pipeline import Pipeline
 from connector.runtime.runner import Runner
 from connector.sources.kinesis.source import KinesisSource
 from tests.support.moto import MotoServer
-from tests.support.records import EVENTS, make_record
+from tests.support.records import EVENTS, an_event, make_record
 
 NOISE = {"eventVersion": "1.08", "eventSource": "s3.amazonaws.com", "eventName": "GetObject", "awsRegion": "us-east-1",
          "eventTime": "2026-11-20T10:00:00Z", "recipientAccountId": "123456789012"}
@@ -41,7 +41,7 @@ def make_stream(shards: int = 2) -> tuple[str, str]:
 def put(stream: str, ids: list[str], noise_every: int = 3) -> None:
     kinesis = boto3.client("kinesis")
     for i, event_id in enumerate(ids):
-        record = make_record(EVENTS[i % 5], event_id=event_id, recipientAccountId="123456789012")
+        record = make_record(an_event(i), event_id=event_id, recipientAccountId="123456789012")
         kinesis.put_record(StreamName=stream, Data=json.dumps(record).encode(), PartitionKey=event_id)
         if i % noise_every == 0:
             kinesis.put_record(StreamName=stream, Data=json.dumps(dict(NOISE, eventID=f"n-{event_id}")).encode(), PartitionKey=f"n{i}")

@@ -19,7 +19,7 @@ from connector.config import load_settings
 from connector.deadletters.file import FileDeadLetters
 from connector.pipeline import Pipeline
 from tests.support.moto import MotoServer
-from tests.support.records import EVENTS, make_record
+from tests.support.records import EVENT, EVENTS, an_event, make_record
 
 NOISE = [{"eventVersion": "1.08", "eventSource": "s3.amazonaws.com", "eventName": name, "eventID": f"noise-{i}",
           "awsRegion": "us-east-1", "eventTime": "2026-11-20T10:00:00Z", "recipientAccountId": "123456789012"}
@@ -32,7 +32,7 @@ def write_logs(root: Path) -> dict[str, int]:
     for hour in (8, 9, 10):
         name = root / "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/20" / f"123456789012_CloudTrail_us-east-1_20261120T{hour:02d}05Z_{uuid.uuid4().hex[:16]}.json.gz"
         name.parent.mkdir(parents=True, exist_ok=True)
-        records = [make_record(EVENTS[(hour + k) % 5], event_id=f"h{hour}-{k}", eventTime=f"2026-11-20T{hour:02d}:0{k}:00Z") for k in range(2)]
+        records = [make_record(an_event(hour + k), event_id=f"h{hour}-{k}", eventTime=f"2026-11-20T{hour:02d}:0{k}:00Z") for k in range(2)]
         name.write_bytes(gzip.compress(json.dumps({"Records": records + NOISE}).encode()))
         counts[str(name)] = 2
     return counts
@@ -90,10 +90,10 @@ def lambda_pipeline(tmp_path: Path) -> Pipeline:
 def test_lambda_sqs_batch(tmp_path: Path) -> None:
     pipeline = lambda_pipeline(tmp_path)
     event = {"Records": [
-        {"messageId": "m1", "eventSource": "aws:sqs", "body": json.dumps(make_record("DeleteNatGateway", event_id="l1"))},
+        {"messageId": "m1", "eventSource": "aws:sqs", "body": json.dumps(make_record(EVENT, event_id="l1"))},
         {"messageId": "m2", "eventSource": "aws:sqs", "body": "this is not json at all {{{"},
         {"messageId": "m3", "eventSource": "aws:sqs", "body": json.dumps({"detail-type": "AWS API Call via CloudTrail",
-                                                                             "detail": make_record("DetachInternetGateway", event_id="l3")})},
+                                                                             "detail": make_record(EVENT, event_id="l3")})},
     ]}
     assert handle(event, pipeline) == {"batchItemFailures": []}  # the garbage went to the dead-letter file
     assert sorted(ids(tmp_path)) == ["l1", "l3"]
@@ -104,7 +104,7 @@ def test_lambda_reports_only_undeliverable_records(tmp_path: Path) -> None:
     pipeline = lambda_pipeline(tmp_path)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "asff.jsonl").mkdir()  # the sink cannot write: delivery fails
-    record = lambda eid: base64.b64encode(json.dumps(make_record("DeleteNetworkInterface", event_id=eid)).encode()).decode()
+    record = lambda eid: base64.b64encode(json.dumps(make_record(EVENT, event_id=eid)).encode()).decode()
     noise = base64.b64encode(json.dumps(NOISE[0]).encode()).decode()
     event = {"Records": [
         {"eventSource": "aws:kinesis", "kinesis": {"sequenceNumber": "100", "data": noise}},

@@ -14,13 +14,13 @@ from connector.config import LimitSettings
 from connector.envelopes import DecodedRecord, DecodeFailure, Decoder
 from connector.select import Selector
 from tests.support.moto import MotoServer
-from tests.support.records import EVENTS, make_record
+from tests.support.records import EVENTS, an_event, make_record
 
 NOISE = {"eventVersion": "1.08", "eventSource": "s3.amazonaws.com", "eventName": "GetObject", "eventID": "noise"}
 
 
 def upload(bucket: str, key: str, ids: list[str]) -> None:
-    records = [make_record(EVENTS[i % 5], event_id=e) for i, e in enumerate(ids)] + [NOISE]
+    records = [make_record(an_event(i), event_id=e) for i, e in enumerate(ids)] + [NOISE]
     boto3.client("s3").put_object(Bucket=bucket, Key=key, Body=gzip.compress(json.dumps({"Records": records}).encode()))
 
 

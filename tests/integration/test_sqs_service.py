@@ -22,6 +22,7 @@ from connector.pipeline import Pipeline
 from connector.runtime.runner import Runner
 from connector.sources.sqs import SqsSource
 from tests.support.moto import MotoServer
+from tests.support.records import EVENT
 from tests.support.service import (http_get, jsonl_ids, make_queues, queue_depth, send_events, service_env,
                                    service_log, start_service, wait_for)
 
@@ -30,8 +31,8 @@ def test_delete_after_delivery_and_poison_to_dlq(aws_env: MotoServer, tmp_path: 
     queue, dlq = make_queues(f"q-{uuid.uuid4().hex[:8]}")
     ids = send_events(queue, "ok", 12)
     sqs = boto3.client("sqs")
-    sqs.send_message(QueueUrl=queue, MessageBody="not json, mentions DeleteNatGateway")
-    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"eventSource": "ec2.amazonaws.com", "eventName": "DeleteNatGateway"}))
+    sqs.send_message(QueueUrl=queue, MessageBody=f"not json, mentions {EVENT}")
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"eventSource": "ec2.amazonaws.com", "eventName": EVENT}))
     proc = subprocess.run([sys.executable, "-m", "connector", "run", "--once"], env=service_env(aws_env, queue, dlq, tmp_path),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import boto3
 
 from tests.support.moto import MotoServer, free_port
-from tests.support.records import EVENTS, make_record
+from tests.support.records import EVENTS, an_event, make_record
 
 
 def make_queues(name: str) -> tuple[str, str]:
@@ -33,7 +33,7 @@ def send_events(queue_url: str, prefix: str, count: int, account: str = "1234567
         for i in range(start, min(count, start + 10)):
             event_id = f"{prefix}-{i:04d}"
             ids.append(event_id)
-            body = json.dumps(make_record(EVENTS[i % 5], event_id=event_id, recipientAccountId=account))
+            body = json.dumps(make_record(an_event(i), event_id=event_id, recipientAccountId=account))
             entries.append({"Id": str(i - start), "MessageBody": body})
         sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
     return ids

@@ -18,7 +18,7 @@ from connector.config import LimitSettings
 from connector.envelopes import DecodedRecord, DecodeFailure, Decoder, gunzip, json_depth_exceeds
 from connector.errors import DecodeError, LimitExceeded
 from connector.select import Selector
-from tests.support.records import EVENTS, make_record
+from tests.support.records import EVENT, EVENTS, make_record
 
 SELECTOR = Selector(EVENTS)
 NOISE = {"eventVersion": "1.08", "eventSource": "s3.amazonaws.com", "eventName": "GetObject", "eventID": "noise"}
@@ -152,17 +152,17 @@ def test_gzip_bomb_is_rejected_without_expanding_it() -> None:
     limits = LimitSettings(max_decompressed_bytes=8 << 20)
     with pytest.raises(LimitExceeded, match="gzip bomb"):
         gunzip(bomb.getvalue(), limits.max_decompressed_bytes, origin="t")
-    good = json.dumps(make_record("DeleteNatGateway", event_id="ok")).encode()
+    good = json.dumps(make_record(EVENT, event_id="ok")).encode()
     items = decode(sqs_lambda([b64(bomb.getvalue()), good]), limits)
     assert targets(items) == ["ok"]
     assert any("gzip bomb" in str(f.error) for f in failures(items))
 
 
 def test_truncated_gzip_and_invalid_utf8_and_deep_json() -> None:
-    good = json.dumps(make_record("DeleteNatGateway", event_id="ok")).encode()
+    good = json.dumps(make_record(EVENT, event_id="ok")).encode()
     truncated = gz(logfile(recs("x")))[:-20]
     assert any("truncated gzip" in str(f.error) for f in failures(decode(truncated)))
-    latin1 = json.dumps(make_record("DeleteNatGateway", event_id="bad", sourceIPAddress="caf\u00e9"), ensure_ascii=False).encode().replace("é".encode(), b"\xe9")
+    latin1 = json.dumps(make_record(EVENT, event_id="bad", sourceIPAddress="caf\u00e9"), ensure_ascii=False).encode().replace("é".encode(), b"\xe9")
     items = decode(b"\n".join([latin1, good]))
     assert targets(items) == ["ok"] and any("not UTF-8" in str(f.error) for f in failures(items))
     deep = b"[" * 10_000 + b"]" * 10_000
@@ -172,10 +172,10 @@ def test_truncated_gzip_and_invalid_utf8_and_deep_json() -> None:
 
 
 def test_record_size_and_envelope_nesting_limits() -> None:
-    big = make_record("DeleteNatGateway", event_id="big", padding="x" * 5000)
+    big = make_record(EVENT, event_id="big", padding="x" * 5000)
     items = decode(sqs_lambda([json.dumps(big).encode()]), LimitSettings(max_record_bytes=4096))
     assert any(isinstance(f.error, LimitExceeded) for f in failures(items))
-    body = logfile([make_record("DeleteNatGateway", event_id="deep")])
+    body = logfile([make_record(EVENT, event_id="deep")])
     for _ in range(12):
         body = sns(body)
     items = decode(body, LimitSettings(max_nesting=8))

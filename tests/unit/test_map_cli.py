@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.records import EVENTS, make_record
+from tests.support.records import BOOK, EVENT, EVENTS, make_record
 
 NOISE = {"eventVersion": "1.08", "eventSource": "s3.amazonaws.com", "eventName": "GetObject", "eventID": "noise-1",
          "awsRegion": "us-east-1", "eventTime": "2026-11-20T10:00:00Z", "recipientAccountId": "111122223333"}
@@ -29,7 +29,7 @@ def test_log_file_gzip_gives_one_finding_per_target(tmp_path: Path) -> None:
     proc = run_map(tmp_path, body, "--format", "ocsf", name="log.json.gz")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert len(lines) == 5
+    assert len(lines) == len(EVENTS)
     assert {json.loads(line)["class_uid"] for line in lines} == {2004}
     assert "1 other events skipped" in proc.stderr
 
@@ -57,7 +57,7 @@ def test_array_jsonl_bare_and_eventbridge(tmp_path: Path) -> None:
 
 def test_invalid_record_is_named_others_still_processed_exit_1(tmp_path: Path) -> None:
     recs = records()
-    broken = make_record("DeleteNatGateway", event_id="broken-1", eventTime="not a time")
+    broken = make_record(EVENT, event_id="broken-1", eventTime="not a time")
     lines = [json.dumps(r) for r in recs[:2]] + [json.dumps(broken), "{this is not json", json.dumps(recs[2])]
     proc = run_map(tmp_path, "\n".join(lines).encode(), name="mixed.jsonl")
     assert proc.returncode == 1
@@ -68,7 +68,9 @@ def test_invalid_record_is_named_others_still_processed_exit_1(tmp_path: Path) -
 
 
 def test_stdin(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "connector", "map", "-"], input=json.dumps(records()[3]),
+    record = records()[-1]
+    proc = subprocess.run([sys.executable, "-m", "connector", "map", "-"], input=json.dumps(record),
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["Resources"][0]["Type"] == "Other"
+    expected = BOOK.mappings[record["eventName"]].resources[0].asff_type
+    assert json.loads(proc.stdout)["Resources"][0]["Type"] == expected

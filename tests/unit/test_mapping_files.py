@@ -14,11 +14,12 @@ from connector.mapping import load_mappings
 from connector.paths import mappings_dir
 
 
-def test_the_five_mappings_load() -> None:
+def test_every_mapping_file_loads_under_its_event_name() -> None:
+    files = sorted(mappings_dir().glob("*.yaml"))
     mappings = load_mappings()
-    assert set(mappings) == {"DeleteNetworkInterface", "DeleteNetworkAclEntry", "DeleteVpcPeeringConnection",
-                             "DetachInternetGateway", "DeleteNatGateway"}
-    assert len({m.id for m in mappings.values()}) == 5
+    assert files and list(mappings) == [path.stem for path in files]
+    assert len({m.id for m in mappings.values()}) == len(files)
+    assert all(m.cases.resource_id and m.cases.request for m in mappings.values())
 
 
 def broken_copy(tmp_path: Path, mutate) -> Path:

@@ -18,7 +18,7 @@ from connector.factory import FindingFactory
 from connector.model import DeliveryResult, Outcome, RenderedFinding, SourceMessage
 from connector.pipeline import Pipeline
 from connector.select import Selector
-from tests.support.records import EVENTS, make_record
+from tests.support.records import EVENT, EVENTS, make_record
 
 
 class RecordingSink:
@@ -84,15 +84,15 @@ def test_all_delivered_all_acked(tmp_path: Path) -> None:
     msgs = [message(i, make_record(e, event_id=f"id-{i}"), noise) for i, e in enumerate(EVENTS)]
     result = pipeline.handle(msgs)
     assert [m.id for m in result.done] == [m.id for m in msgs] and not result.retry
-    assert result.findings == 5 and result.skipped == 5
-    assert len(sink.held) == 10  # one ASFF + one OCSF each
+    assert result.findings == len(EVENTS) and result.skipped == len(EVENTS)
+    assert len(sink.held) == 2 * len(EVENTS)  # one ASFF + one OCSF each
     assert letters.read() == []
 
 
 def test_a_sink_that_is_down_means_no_ack_and_nothing_marked_delivered(tmp_path: Path) -> None:
     good, down = RecordingSink(), RecordingSink(down=True)
     pipeline, _ = make_pipeline(tmp_path, good, down)
-    msgs = [message(1, make_record("DeleteNatGateway", event_id="a"))]
+    msgs = [message(1, make_record(EVENT, event_id="a"))]
     result = pipeline.handle(msgs)
     assert result.retry == tuple(msgs) and not result.done
     # recovery: the same message again is delivered to both and acked
@@ -105,7 +105,7 @@ def test_a_sink_that_is_down_means_no_ack_and_nothing_marked_delivered(tmp_path:
 def test_permanent_rejections_are_dead_lettered_and_the_message_acked(tmp_path: Path) -> None:
     sink = RecordingSink(reject_ids={"bad"})
     pipeline, letters = make_pipeline(tmp_path, sink)
-    msg = message(1, make_record("DeleteNetworkInterface", event_id="bad"), make_record("DeleteNetworkInterface", event_id="good"))
+    msg = message(1, make_record(EVENT, event_id="bad"), make_record(EVENT, event_id="good"))
     result = pipeline.handle([msg])
     assert result.done == (msg,)
     stored = letters.read()
@@ -117,8 +117,8 @@ def test_permanent_rejections_are_dead_lettered_and_the_message_acked(tmp_path: 
 def test_retryable_rejection_keeps_the_message(tmp_path: Path) -> None:
     sink = RecordingSink(fail=Outcome.RETRYABLE, reject_ids={"slow"})
     pipeline, letters = make_pipeline(tmp_path, sink)
-    ok_msg = message(1, make_record("DeleteNetworkInterface", event_id="fine"))
-    slow_msg = message(2, make_record("DeleteNetworkInterface", event_id="slow"))
+    ok_msg = message(1, make_record(EVENT, event_id="fine"))
+    slow_msg = message(2, make_record(EVENT, event_id="slow"))
     result = pipeline.handle([ok_msg, slow_msg])
     assert result.done == (ok_msg,) and result.retry == (slow_msg,)
     assert letters.read() == []
@@ -128,8 +128,8 @@ def test_undecodable_and_invalid_records_are_dead_lettered_with_reason(tmp_path:
     sink = RecordingSink()
     pipeline, letters = make_pipeline(tmp_path, sink)
     garbage = SourceMessage(id="g", body=b"\x1f\x8b\x08\x00 definitely not gzip DeleteNatGateway", source="test")
-    no_id = message(2, make_record("DeleteNatGateway", eventID=None))
-    fine = message(3, make_record("DeleteNatGateway", event_id="fine"))
+    no_id = message(2, make_record(EVENT, eventID=None))
+    fine = message(3, make_record(EVENT, event_id="fine"))
     result = pipeline.handle([garbage, no_id, fine])
     assert {m.id for m in result.done} == {"g", "m2", "m3"}
     stored = {s["stage"]: s for s in letters.read()}
@@ -146,14 +146,14 @@ def test_without_a_dead_letter_destination_bad_records_are_not_acked(tmp_path: P
         factory=factory, decoder=Decoder(LimitSettings(), prefilter=selector.might_match), selector=selector,
         sinks=[RecordingSink()], dead_letters=MissingDeadLetters(),
     )
-    bad = message(1, make_record("DeleteNatGateway", eventID=None))
+    bad = message(1, make_record(EVENT, eventID=None))
     assert pipeline.handle([bad]).retry == (bad,)
 
 
 def test_repeats_are_not_sent_twice_within_the_cache(tmp_path: Path) -> None:
     sink = RecordingSink()
     pipeline, _ = make_pipeline(tmp_path, sink)
-    record = make_record("DeleteVpcPeeringConnection", event_id="same")
+    record = make_record(EVENT, event_id="same")
     pipeline.handle([message(1, record), message(2, record)])
     calls = sink.calls
     result = pipeline.handle([message(3, record)])
@@ -170,7 +170,7 @@ def test_redrive_policy_mode_leaves_bad_messages_in_the_queue(tmp_path: Path) ->
         sinks=[RecordingSink()], dead_letters=open_dead_letters("", leave_to_redrive=True),
     )
     bad = SourceMessage(id="bad", body=b"garbage, not JSON", source="sqs")
-    good = message(2, make_record("DeleteNatGateway", event_id="fine"))
+    good = message(2, make_record(EVENT, event_id="fine"))
     result = pipeline.handle([bad, good])
     assert result.retry == (bad,) and result.done == (good,)
 
@@ -181,7 +181,7 @@ def test_fast_and_full_ocsf_validators_agree() -> None:
 
     from connector.validate import _ocsf_fast, _ocsf_validator
 
-    doc = next(r.document for r in FindingFactory.load().render(make_record("DeleteNatGateway")) if r.format == "ocsf")
+    doc = next(r.document for r in FindingFactory.load().render(make_record(EVENT)) if r.format == "ocsf")
     mutations = [
         lambda d: d.update(class_uid=5), lambda d: d.update(severity_id=7), lambda d: d.pop("finding_info"),
         lambda d: d.update(extra=1), lambda d: d["metadata"].update(profiles=[]), lambda d: d["cloud"].pop("provider"),

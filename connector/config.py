@@ -1,19 +1,30 @@
 """Settings: argument > environment (``CONNECTOR_*``) > YAML file > default, schema-validated.
 
-Every component reads its own section of one frozen ``Settings``. The environment maps onto
-sections generically: ``CONNECTOR_<SECTION>_<FIELD>`` (``CONNECTOR_SQS_QUEUE_URL`` →
-``sqs.queue_url``) and ``CONNECTOR_<FIELD>`` for top-level fields, so a new setting needs a
-dataclass field and a schema entry, nothing else. Errors name the setting.
+The dataclasses below are the one source of truth. Each field's type (``Literal`` for a choice,
+``tuple[...]`` for a list) and its ``limits`` metadata generate the JSON Schema the settings are
+validated against (:func:`settings_schema`); ``schemas/config.schema.json`` is that schema written
+out for editors and reviewers (``python -m connector.config --write-schema``), and a test fails
+when the two differ. A new setting is one dataclass field, nothing else.
+
+The environment maps onto sections generically: ``CONNECTOR_<SECTION>_<FIELD>``
+(``CONNECTOR_SQS_QUEUE_URL`` → ``sqs.queue_url``) and ``CONNECTOR_<FIELD>`` for top-level fields.
+A ``CONNECTOR_*`` variable that names no setting is an error that names the closest one, as is an
+unknown key in the file: a typo must not silently leave a default in force.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
+import re
+import sys
+import typing
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, get_args, get_origin
 
 import jsonschema
 import yaml
@@ -21,15 +32,37 @@ import yaml
 from connector.errors import ConfigError
 from connector.paths import schemas_dir
 
+SourceKind = Literal["sqs", "kinesis"]
+SinkKind = Literal["securityhub", "opensearch", "jsonl"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+StartPosition = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
+OpenSearchAuth = Literal["none", "basic", "sigv4"]
+OpenSearchService = Literal["es", "aoss"]
+
 SECRET_FIELDS = frozenset({"password", "secret", "token", "api_key"})
+
+#: ``CONNECTOR_*`` variables that are not settings: where files live, and the test harness's own.
+NON_SETTING_VARIABLES = frozenset({
+    "CONNECTOR_CONFIG_FILE", "CONNECTOR_SCHEMAS_DIR", "CONNECTOR_DEPLOY_DIR", "CONNECTOR_SHARED_DIR",
+})
+NON_SETTING_PREFIXES = ("CONNECTOR_TEST_",)
+
+
+def limits(**constraints: Any) -> Any:
+    """Field metadata: JSON Schema keywords added to what the field's type implies."""
+    return {"schema": constraints}
+
+
+def _setting(default: Any, **constraints: Any) -> Any:
+    return field(default=default, metadata=limits(**constraints))
 
 
 @dataclass(frozen=True, slots=True)
 class SqsSettings:
     queue_url: str = ""
-    pollers: int = 2
-    wait_seconds: int = 20
-    max_messages: int = 10
+    pollers: int = _setting(2, minimum=1, maximum=64)
+    wait_seconds: int = _setting(20, minimum=0, maximum=20)
+    max_messages: int = _setting(10, minimum=1, maximum=10)
     visibility_timeout: int = 120
     #: Leave undecodable messages to the queue's own redrive policy instead of moving them.
     use_redrive_policy: bool = False
@@ -38,7 +71,7 @@ class SqsSettings:
 @dataclass(frozen=True, slots=True)
 class KinesisSettings:
     stream_name: str = ""
-    start_position: str = "TRIM_HORIZON"  # TRIM_HORIZON | LATEST | AT_TIMESTAMP
+    start_position: StartPosition = "TRIM_HORIZON"
     start_timestamp: str = ""
     checkpoint_table: str = ""
     max_records: int = 1000
@@ -63,11 +96,11 @@ class SecurityHubSettings:
 @dataclass(frozen=True, slots=True)
 class OpenSearchSettings:
     url: str = ""
-    auth: str = "none"  # none | basic | sigv4
+    auth: OpenSearchAuth = "none"
     username: str = ""
     password: str = ""
     region: str = ""
-    service: str = "es"  # es | aoss
+    service: OpenSearchService = "es"
     index_prefix: str = "cloudtrail-findings"
     ca_bundle: str = ""
     verify_tls: bool = True
@@ -93,16 +126,16 @@ class LimitSettings:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    source: str = "sqs"  # sqs | kinesis
-    sinks: tuple[str, ...] = ("securityhub",)
+    source: SourceKind = "sqs"
+    sinks: tuple[SinkKind, ...] = _setting(("securityhub",), minItems=1, uniqueItems=True)
     #: sqs queue URL, ``s3://bucket/prefix`` or ``file:///dir``.
-    dead_letter: str = ""
+    dead_letter: str = _setting("", pattern="^($|https?://|s3://|file://|arn:)")
     mappings_dir: str = ""
-    http_port: int = 8080
+    http_port: int = _setting(8080, minimum=0, maximum=65535)
     http_host: str = "0.0.0.0"
     grace_seconds: float = 30.0
-    log_level: str = "INFO"
-    max_in_flight: int = 4
+    log_level: LogLevel = "INFO"
+    max_in_flight: int = _setting(4, minimum=1, maximum=256)
     dedupe_ttl_seconds: int = 900
     dedupe_max_entries: int = 100_000
     sqs: SqsSettings = field(default_factory=SqsSettings)
@@ -113,55 +146,120 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
 
 
+# ---- the schema, generated from the dataclasses -------------------------------------------------
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, vars(sys.modules[__name__]))
+
+
+def _type_schema(hint: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return _object_schema(hint)
+    origin = get_origin(hint)
+    if origin is Literal:
+        return {"enum": list(get_args(hint))}
+    if origin is tuple:
+        return {"type": "array", "items": _type_schema(get_args(hint)[0])}
+    if hint is bool:
+        return {"type": "boolean"}
+    if hint is int:
+        return {"type": "integer", "minimum": 0}
+    if hint is float:
+        return {"type": "number", "minimum": 0}
+    if hint is str:
+        return {"type": "string"}
+    raise TypeError(f"no schema for a setting of type {hint!r}")
+
+
+def _object_schema(cls: type) -> dict[str, Any]:
+    hints = _hints(cls)
+    properties = {
+        f.name: {**_type_schema(hints[f.name]), **f.metadata.get("schema", {})} for f in dataclasses.fields(cls)
+    }
+    return {"type": "object", "additionalProperties": False, "properties": properties}
+
+
+@cache
+def settings_schema() -> dict[str, Any]:
+    """The JSON Schema of the settings file, derived from :class:`Settings`."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "connector settings (YAML file; CONNECTOR_<SECTION>_<FIELD> in the environment)",
+        "$comment": "generated from connector/config.py by `python -m connector.config --write-schema`; do not edit",
+        **_object_schema(Settings),
+    }
+
+
+def schema_text() -> str:
+    return json.dumps(settings_schema(), indent=2) + "\n"
+
+
 SECTIONS: dict[str, type] = {
-    f.name: f.type if isinstance(f.type, type) else globals()[str(f.type)]
-    for f in dataclasses.fields(Settings)
-    if str(f.type).endswith("Settings")
+    name: hint for name, hint in _hints(Settings).items() if dataclasses.is_dataclass(hint)
 }
 
 
-def _field_types(cls: type) -> dict[str, str]:
-    return {f.name: str(f.type) for f in dataclasses.fields(cls)}
+# ---- the environment ---------------------------------------------------------------------------
+
+def _variables() -> dict[str, tuple[str | None, str, Any]]:
+    """Every settings variable → (section or None, field, type hint)."""
+    out: dict[str, tuple[str | None, str, Any]] = {}
+    for name, hint in _hints(Settings).items():
+        if name in SECTIONS:
+            for fname, fhint in _hints(SECTIONS[name]).items():
+                out[f"CONNECTOR_{name}_{fname}".upper()] = (name, fname, fhint)
+        else:
+            out[f"CONNECTOR_{name}".upper()] = (None, name, hint)
+    return out
 
 
-def _coerce(name: str, text: str, type_name: str) -> Any:
+def _coerce(name: str, text: str, hint: Any) -> Any:
     """Environment values are strings; turn them into what the field holds."""
     try:
-        if type_name == "int":
+        if hint is int:
             return int(text)
-        if type_name == "float":
+        if hint is float:
             return float(text)
-        if type_name == "bool":
+        if hint is bool:
             lowered = text.strip().lower()
             if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                 raise ValueError(text)
             return lowered in ("1", "true", "yes", "on")
-        if type_name.startswith("tuple"):
+        if get_origin(hint) is tuple:
             return [part.strip() for part in text.split(",") if part.strip()]
         return text
     except ValueError:
-        raise ConfigError(f"setting {name}: cannot read {text!r} as {type_name}") from None
+        kind = getattr(hint, "__name__", str(hint))
+        raise ConfigError(f"setting {name}: cannot read {text!r} as {kind}") from None
+
+
+def _is_setting_variable(key: str) -> bool:
+    return (key.startswith("CONNECTOR_") and key not in NON_SETTING_VARIABLES
+            and not key.startswith(NON_SETTING_PREFIXES))
+
+
+def _closest(word: str, choices: typing.Iterable[str]) -> str:
+    near = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f"; did you mean {near[0]}?" if near else ""
 
 
 def from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
     """``CONNECTOR_*`` variables as a nested dict shaped like the YAML file."""
+    known = _variables()
     out: dict[str, Any] = {}
-    top = _field_types(Settings)
     for key, value in environ.items():
-        if not key.startswith("CONNECTOR_") or key == "CONNECTOR_CONFIG_FILE":
+        if not _is_setting_variable(key):
             continue
-        name = key[len("CONNECTOR_"):].lower()
-        section = next((s for s in SECTIONS if name.startswith(s + "_")), None)
-        if section is not None:
-            fname = name[len(section) + 1:]
-            ftypes = _field_types(SECTIONS[section])
-            if fname in ftypes:
-                out.setdefault(section, {})[fname] = _coerce(key, value, ftypes[fname])
-                continue
-        if name in top and name not in SECTIONS:
-            out[name] = _coerce(key, value, top[name])
+        if key not in known:
+            raise ConfigError(f"environment variable {key} is not a setting{_closest(key, known)}")
+        section, fname, hint = known[key]
+        target = out.setdefault(section, {}) if section else out
+        target[fname] = _coerce(key, value, hint)
     return out
 
+
+# ---- loading -----------------------------------------------------------------------------------
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
@@ -173,15 +271,22 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _message(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {})
+        unknown = [key for key in error.instance if key not in allowed]
+        key = str(unknown[0]) if unknown else "?"
+        name = f"{where}.{key}" if where else key
+        return f"setting {name}: unknown setting{_closest(key, allowed)}"
+    return f"setting {where or '(top level)'}: {error.message}"
+
+
 def _validate(data: Mapping[str, Any]) -> None:
-    schema = json.loads((schemas_dir() / "config.schema.json").read_text())
-    errors = sorted(
-        jsonschema.Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path)
-    )
+    validator = jsonschema.Draft202012Validator(settings_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        first = errors[0]
-        where = ".".join(str(p) for p in first.absolute_path) or "(top level)"
-        raise ConfigError(f"setting {where}: {first.message}")
+        raise ConfigError(_message(errors[0]))
 
 
 def _build(cls: type, data: Mapping[str, Any]) -> Any:
@@ -220,20 +325,56 @@ def load_settings(
     if overrides:
         data = _merge(data, overrides)
     _validate(data)
-    return _build(Settings, data)
+    settings: Settings = _build(Settings, data)
+    return settings
+
+
+# ---- showing -----------------------------------------------------------------------------------
+
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+
+
+def mask_text(text: str) -> str:
+    """``https://user:pass@host`` → ``https://***@host``: credentials hide inside URLs too."""
+    return _URL_USERINFO.sub(lambda m: f"{m['scheme']}***@", text)
 
 
 def masked(settings: Settings) -> dict[str, Any]:
     """The effective settings as a dict with every secret replaced by ``***``."""
 
     def walk(value: Any) -> Any:
-        if dataclasses.is_dataclass(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return {
                 f.name: ("***" if f.name in SECRET_FIELDS and getattr(value, f.name) else walk(getattr(value, f.name)))
                 for f in dataclasses.fields(value)
             }
         if isinstance(value, tuple):
-            return list(value)
+            return [walk(item) for item in value]
+        if isinstance(value, str):
+            return mask_text(value)
         return value
 
-    return walk(settings)
+    result: dict[str, Any] = walk(settings)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m connector.config --write-schema``: regenerate schemas/config.schema.json."""
+    args = sys.argv[1:] if argv is None else argv
+    target = schemas_dir() / "config.schema.json"
+    if args == ["--write-schema"]:
+        target.write_text(schema_text())
+        print(f"wrote {target}")
+        return 0
+    if args == ["--check-schema"]:
+        if target.read_text() != schema_text():
+            print(f"{target} differs from connector/config.py; run python -m connector.config --write-schema",
+                  file=sys.stderr)
+            return 1
+        return 0
+    print(schema_text(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

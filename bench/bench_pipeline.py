@@ -24,11 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from connector.config import LimitSettings  # noqa: E402
-from connector.envelopes import DecodedRecord, Decoder  # noqa: E402
-from connector.factory import FindingFactory  # noqa: E402
-from connector.select import Selector  # noqa: E402
-from tests.support.records import EVENTS, make_record  # noqa: E402
+from connector.config import LimitSettings
+from connector.envelopes import DecodedRecord, Decoder
+from connector.factory import FindingFactory
+from connector.select import Selector
+from tests.support.records import EVENTS, make_record
 
 NOISE_NAMES = ("GetObject", "PutObject", "DescribeInstances", "AssumeRole", "Decrypt", "ListBuckets", "DeleteNetworkAcl")
 

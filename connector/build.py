@@ -14,9 +14,10 @@ client), and plain functions with keyword overrides keep each of those one call.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from connector.config import Settings
 from connector.deadletters import DeadLetterSink, open_dead_letters

@@ -21,10 +21,11 @@ import os
 import re
 import sys
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, Mapping, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import jsonschema
 import yaml
@@ -196,7 +197,7 @@ def schema_text() -> str:
 
 
 SECTIONS: dict[str, type] = {
-    name: hint for name, hint in _hints(Settings).items() if dataclasses.is_dataclass(hint)
+    name: hint for name, hint in _hints(Settings).items() if isinstance(hint, type) and dataclasses.is_dataclass(hint)
 }
 
 
@@ -274,7 +275,7 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 def _message(error: jsonschema.ValidationError) -> str:
     where = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = error.schema.get("properties", {})
+        allowed = error.schema.get("properties", {}) if isinstance(error.schema, Mapping) else {}
         unknown = [key for key in error.instance if key not in allowed]
         key = str(unknown[0]) if unknown else "?"
         name = f"{where}.{key}" if where else key

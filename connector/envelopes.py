@@ -17,19 +17,23 @@ import binascii
 import json
 import re
 import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 from urllib.parse import unquote_plus
 
 from connector.config import LimitSettings
 from connector.errors import DecodeError, LimitExceeded, SourceError
+
+#: Decoded bytes: ``bytes`` as received, ``bytearray`` after bounded gunzip (no extra copy).
+Buffer = bytes | bytearray
 
 try:  # orjson parses single records several times faster than json ...
     import orjson
 
     _ORJSON_ERRORS: tuple[type[Exception], ...] = (orjson.JSONDecodeError,)
 except ImportError:  # pragma: no cover - orjson is a dependency
-    orjson = None
+    orjson = None  # type: ignore[assignment]
     _ORJSON_ERRORS = ()
 
 #: ... but peaks at about 4x json's memory on large documents (bench/), so whole log files
@@ -38,7 +42,7 @@ ORJSON_MAX_BYTES = 1 << 20
 _JSON_ERRORS: tuple[type[Exception], ...] = (*_ORJSON_ERRORS, ValueError, RecursionError)
 
 
-def _loads(data: bytes | bytearray) -> Any:
+def _loads(data: Buffer) -> Any:
     if orjson is not None and len(data) <= ORJSON_MAX_BYTES:
         return orjson.loads(data)
     return json.loads(data)
@@ -53,7 +57,7 @@ _INDIRECT = re.compile(rb'"(s3|s3Bucket|s3ObjectKey|data|awslogs|kinesis|Message
 _BRACKETS = re.compile(rb"[\[\]{}]")
 
 
-def _looks_like_lines(data: bytes) -> bool:
+def _looks_like_lines(data: Buffer) -> bool:
     """JSON Lines, not one pretty-printed document: the first line is a whole object."""
     first = data.split(b"\n", 1)[0].strip()
     return b"\n" in data and len(first) > 1 and first[:1] + first[-1:] in (b"{}", b"[]")
@@ -75,7 +79,7 @@ class DecodeFailure:
 Item = DecodedRecord | DecodeFailure
 
 
-def gunzip(data: bytes, limit: int, *, origin: str) -> bytearray:
+def gunzip(data: Buffer, limit: int, *, origin: str) -> bytearray:
     """Inflate (multi-member) gzip in bounded steps; reject bombs and truncated streams."""
     out = bytearray()
     pending = data
@@ -103,7 +107,7 @@ def gunzip(data: bytes, limit: int, *, origin: str) -> bytearray:
     return out  # a bytearray: every consumer accepts it, and a copy of a large file is avoided
 
 
-def json_depth_exceeds(data: bytes, max_depth: int) -> bool:
+def json_depth_exceeds(data: Buffer, max_depth: int) -> bool:
     """Cheap bracket scan: True if brackets nest deeper than ``max_depth``.
 
     Brackets inside strings can only make this over-count, and CloudTrail strings rarely hold
@@ -130,7 +134,7 @@ class Decoder:
         limits: LimitSettings,
         *,
         s3_client: Any = None,
-        prefilter: Callable[[bytes], bool] | None = None,
+        prefilter: Callable[[Buffer], bool] | None = None,
     ) -> None:
         self.limits = limits
         self.s3 = s3_client
@@ -140,11 +144,11 @@ class Decoder:
     def decode(self, body: bytes, *, origin: str) -> Iterator[Item]:
         yield from self._bytes(body, origin, 0)
 
-    def _fail(self, error: DecodeError, body: bytes, origin: str) -> DecodeFailure:
-        return DecodeFailure(error, body[: self.limits.max_record_bytes], origin)
+    def _fail(self, error: DecodeError, body: Buffer, origin: str) -> DecodeFailure:
+        return DecodeFailure(error, bytes(body[: self.limits.max_record_bytes]), origin)
 
     # -- bytes ----------------------------------------------------------------------------
-    def _bytes(self, data: bytes, origin: str, level: int) -> Iterator[Item]:
+    def _bytes(self, data: Buffer, origin: str, level: int) -> Iterator[Item]:
         if level > self.limits.max_nesting:
             yield self._fail(LimitExceeded(f"envelopes nested deeper than {self.limits.max_nesting}", record_id=origin), data, origin)
             return
@@ -160,15 +164,14 @@ class Decoder:
         stripped = data.strip() if data[:1].isspace() or data[-1:].isspace() else data
         if not stripped:
             return
-        if stripped[:1] not in (b"{", b"["):
-            if _BASE64.match(stripped) and len(stripped) % 4 == 0:
-                try:
-                    decoded = base64.b64decode(stripped, validate=False)
-                except (binascii.Error, ValueError):
-                    decoded = b""
-                if decoded:
-                    yield from self._bytes(decoded, origin + ">base64", level + 1)
-                    return
+        if stripped[:1] not in (b"{", b"[") and _BASE64.match(stripped) and len(stripped) % 4 == 0:
+            try:
+                decoded = base64.b64decode(stripped, validate=False)
+            except (binascii.Error, ValueError):
+                decoded = b""
+            if decoded:
+                yield from self._bytes(decoded, origin + ">base64", level + 1)
+                return
         try:
             stripped.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -196,12 +199,13 @@ class Decoder:
             return
         yield from self._value(parsed, origin, level + 1)
 
-    def _lines(self, data: bytes, origin: str, level: int) -> Iterator[Item]:
-        for number, line in enumerate(data.splitlines(), 1):
+    def _lines(self, data: Buffer, origin: str, level: int) -> Iterator[Item]:
+        lines: list[Buffer] = list(data.splitlines())
+        for number, line in enumerate(lines, 1):
             if line.strip():
                 yield from self._bytes(line, f"{origin}:{number}", level + 1)
 
-    def _parse(self, data: bytes, origin: str) -> Any:
+    def _parse(self, data: Buffer, origin: str) -> Any:
         # The bracket scan is cheap for a record but not for a 50 MB log file; there the parser's
         # own nesting cap (orjson: 1024 levels) rejects absurd nesting without recursion.
         if len(data) <= self.limits.max_record_bytes and json_depth_exceeds(data, self.limits.max_depth):

@@ -8,8 +8,9 @@ Unknown extra fields are ignored here and kept in ``raw``.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from connector.errors import InvalidRecord
 from connector.model import CloudTrailEvent, Identity
@@ -56,16 +57,22 @@ def parse_time(value: Any, *, record_id: str) -> datetime:
     except ValueError:
         raise InvalidRecord(f"eventTime {text!r} is not an ISO 8601 time", record_id=record_id) from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _section(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A nested object of the record, or an empty one when it is absent or not an object."""
+    value = parent.get(key)
+    return value if isinstance(value, Mapping) else {}
 
 
 def parse_identity(raw: Any) -> Identity:
     if not isinstance(raw, Mapping):
         return Identity()
-    session = raw.get("sessionContext") if isinstance(raw.get("sessionContext"), Mapping) else {}
-    issuer = session.get("sessionIssuer") if isinstance(session.get("sessionIssuer"), Mapping) else {}
-    attributes = session.get("attributes") if isinstance(session.get("attributes"), Mapping) else {}
+    session = _section(raw, "sessionContext")
+    issuer = _section(session, "sessionIssuer")
+    attributes = _section(session, "attributes")
     mfa = _text(attributes.get("mfaAuthenticated"))
     return Identity(
         type=_text(raw.get("type")),

@@ -6,18 +6,17 @@ service all produce byte-identical findings from the same record.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from connector.errors import InvalidRecord
 from connector.events import parse_event
 from connector.mapping import EventMapping, build_finding, load_mappings
-from connector.model import RenderedFinding
+from connector.model import FORMATS, RenderedFinding
 from connector.render.asff import render_asff
 from connector.render.ocsf import render_ocsf
 from connector.validate import validate
-
-FORMATS = ("asff", "ocsf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +28,7 @@ class FindingFactory:
     product_arn_template: str = ""
 
     @classmethod
-    def load(cls, mappings_dir: str | None = None, product_arn_template: str = "") -> "FindingFactory":
+    def load(cls, mappings_dir: str | None = None, product_arn_template: str = "") -> FindingFactory:
         return cls(load_mappings(mappings_dir or None), product_arn_template)
 
     @property

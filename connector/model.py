@@ -9,9 +9,13 @@ No I/O happens here.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any, Literal, get_args
+
+#: Where a message came from: decides ordering (Kinesis) and how a dead letter names it.
+MessageOrigin = Literal["sqs", "kinesis", "file", ""]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +31,7 @@ class SourceMessage:
     ack_token: Any = None
     received_at: float = 0.0
     attempt: int = 1
-    source: str = ""
+    source: MessageOrigin = ""
     attributes: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -100,6 +104,14 @@ class CloudTrailEvent:
     def dry_run(self) -> bool:
         """``Client.DryRunOperation`` means the caller *would* have been allowed: a probe."""
         return (self.error_code or "").endswith("DryRunOperation")
+
+
+#: The two renderings of a finding; a sink declares which it takes.
+FindingFormat = Literal["asff", "ocsf"]
+FORMATS: tuple[FindingFormat, ...] = get_args(FindingFormat)
+
+#: What the API call itself did: a failed or dry-run call deleted nothing.
+CallOutcome = Literal["succeeded", "failed", "dry_run"]
 
 
 class Severity(enum.IntEnum):
@@ -195,7 +207,7 @@ class Finding:
     impact: tuple[str, ...]
     values: Mapping[str, str]
     event: CloudTrailEvent
-    outcome: str  # "succeeded" | "failed" | "dry_run"
+    outcome: CallOutcome
 
     @property
     def observed_at(self) -> datetime:
@@ -207,7 +219,7 @@ class RenderedFinding:
     """One finding in one output format, ready for a sink."""
 
     finding_id: str
-    format: str  # "asff" | "ocsf"
+    format: FindingFormat
     document: Mapping[str, Any]
     finding: Finding
 
@@ -228,7 +240,7 @@ class DeliveryResult:
     outcome: Outcome
     error: str | None = None
     #: Which rendering the result is for; ``None`` means every format of the finding in the batch.
-    format: str | None = None
+    format: FindingFormat | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,17 +13,17 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from cachetools import TTLCache
 
+from connector import metrics
 from connector.deadletters import DeadLetterSink
 from connector.envelopes import DecodeFailure, Decoder
 from connector.errors import ConnectorError, DeliveryError
 from connector.factory import FindingFactory
 from connector.model import DeadLetter, DeliveryResult, Outcome, RenderedFinding, SourceMessage
-from connector import metrics
 from connector.select import Selector
 from connector.sinks import Sink
 
@@ -97,7 +97,7 @@ class Pipeline:
             except ConnectorError as exc:
                 raw = json.dumps(item.record, default=str).encode()
                 letters.append(DeadLetter(exc.stage, str(exc), exc.record_id or item.origin, raw, origin, type(exc).__name__))
-            except Exception as exc:  # noqa: BLE001 - hostile input the mapper did not foresee: this record alone
+            except Exception as exc:
                 raw = json.dumps(item.record, default=str).encode()
                 reason = f"unexpected {type(exc).__name__} while mapping: {exc}"
                 letters.append(DeadLetter("map", reason, item.origin, raw, origin, type(exc).__name__))
@@ -173,7 +173,7 @@ class Pipeline:
                 log.warning("message %s kept for redelivery: %s", message.id, exc)
                 work.append(_Work(message, [], [], 0, failed=True))
                 continue
-            except Exception as exc:  # noqa: BLE001 - unforeseen input: dead-letter this message whole, never the batch
+            except Exception as exc:
                 reason = f"unexpected {type(exc).__name__} while decoding: {exc}"
                 letter = DeadLetter("decode", reason, message.id, message.body, message.source, type(exc).__name__)
                 work.append(_Work(message, [], [letter], 0))

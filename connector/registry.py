@@ -7,7 +7,8 @@ to modules so that only enabled plugins are imported (and their dependencies loa
 from __future__ import annotations
 
 import importlib
-from typing import Callable, Generic, Mapping, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 C = TypeVar("C")

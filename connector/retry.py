@@ -10,8 +10,9 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -41,7 +42,7 @@ def retry_call(
     while True:
         try:
             return fn()
-        except BaseException as exc:  # noqa: BLE001 - the predicate decides
+        except BaseException as exc:
             if attempt >= backoff.max_attempts or not retryable(exc):
                 raise
             if on_retry:

@@ -10,8 +10,9 @@ loaded mapping files, never from a list in code.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 
 class Selector:
@@ -33,7 +34,7 @@ class Selector:
         # One compiled alternation scans the bytes once, whatever the number of names.
         self._pattern = re.compile(b"|".join(re.escape(name.encode()) for name in sorted(self.event_names)))
 
-    def might_match(self, raw: bytes) -> bool:
+    def might_match(self, raw: bytes | bytearray) -> bool:
         """False only when no target event name occurs anywhere in ``raw``."""
         return self._pattern.search(raw) is not None
 

@@ -9,8 +9,9 @@ shape plus the documented length limits; OCSF against ``schemas/ocsf-detection-f
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from functools import lru_cache
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import botocore.session
 import fastjsonschema
@@ -18,6 +19,7 @@ import jsonschema
 from botocore.validate import ParamValidator
 
 from connector.errors import ValidationFailed
+from connector.model import FindingFormat
 from connector.paths import schemas_dir
 
 #: Documented ASFF limits that botocore's validator does not enforce (it skips max lengths).
@@ -32,7 +34,8 @@ def _asff_shape() -> Any:
 
 
 def _ocsf_schema() -> dict[str, Any]:
-    return json.loads((schemas_dir() / "ocsf-detection-finding.schema.json").read_text())
+    schema: dict[str, Any] = json.loads((schemas_dir() / "ocsf-detection-finding.schema.json").read_text())
+    return schema
 
 
 @lru_cache(maxsize=1)
@@ -85,10 +88,10 @@ def ocsf_errors(document: Mapping[str, Any]) -> list[str]:
     return out
 
 
-VALIDATORS: dict[str, Callable[[Mapping[str, Any]], list[str]]] = {"asff": asff_errors, "ocsf": ocsf_errors}
+VALIDATORS: dict[FindingFormat, Callable[[Mapping[str, Any]], list[str]]] = {"asff": asff_errors, "ocsf": ocsf_errors}
 
 
-def validate(format_name: str, document: Mapping[str, Any], *, record_id: str) -> None:
+def validate(format_name: FindingFormat, document: Mapping[str, Any], *, record_id: str) -> None:
     """Raise ``ValidationFailed`` naming the record and the first few problems."""
     errors = VALIDATORS[format_name](document)
     if errors:

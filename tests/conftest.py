@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -62,7 +63,7 @@ def aws_env(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoSer
 
 
 @pytest.fixture(scope="session")
-def opensearch_node() -> Iterator["OpenSearchNode | None"]:
+def opensearch_node() -> Iterator[OpenSearchNode | None]:
     """A real OpenSearch node for the session (None when OPENSEARCH_URL names an external one)."""
     from tests.support.opensearch import NodeError, OpenSearchNode
 
@@ -82,7 +83,7 @@ def opensearch_node() -> Iterator["OpenSearchNode | None"]:
 
 
 @pytest.fixture(scope="session")
-def opensearch_url(opensearch_node: "OpenSearchNode | None") -> str:
+def opensearch_url(opensearch_node: OpenSearchNode | None) -> str:
     return os.environ.get("OPENSEARCH_URL") or opensearch_node.url  # type: ignore[union-attr]
 
 

@@ -137,7 +137,7 @@ def _print_table(findings: list[dict[str, Any]]) -> None:
         rows.append((fields.get("cloudtrail/eventName", "?"), f["Resources"][0]["Id"].rsplit("/", 1)[-1][:26],
                      fields.get("connector/principal", "?")[:24], f["Severity"]["Label"], first))
     headers = ("EVENT", "RESOURCE", "PRINCIPAL", "SEVERITY", "FIRST REMEDIATION STEP")
-    widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
+    widths = [max(len(str(r[i])) for r in [*rows, headers]) for i in range(len(headers))]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
     print(line)
     print("-" * len(line))

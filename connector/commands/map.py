@@ -17,12 +17,13 @@ from connector.build import build_stages, s3_client
 from connector.commands.common import USAGE_ERROR, add_settings_options, report, settings_or_report
 from connector.envelopes import DecodeFailure
 from connector.errors import ConnectorError
+from connector.model import FORMATS
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("map", help="turn CloudTrail records or envelopes into findings (JSON Lines on stdout)")
     parser.add_argument("path", nargs="?", default="-", help="input file, or - for stdin (default)")
-    parser.add_argument("--format", choices=("asff", "ocsf"), default="asff")
+    parser.add_argument("--format", choices=FORMATS, default="asff")
     parser.add_argument("--mappings", default=None, help="mapping directory (default: the bundled mappings/)")
     parser.add_argument("--s3", action="store_true", help="fetch objects named by S3 notifications (uses your AWS credentials)")
     parser.add_argument("--pretty", action="store_true", help="indent the JSON (no longer one finding per line)")

@@ -9,11 +9,12 @@ import argparse
 import json
 import re
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connector.commands.common import USAGE_ERROR, add_settings_options, report, settings_or_report
 from connector.errors import ConnectorError
+from connector.model import FORMATS
 
 FILTERS = {
     "event": "connector.event_name",
@@ -28,7 +29,7 @@ FILTERS = {
 
 def parse_time(text: str, now: datetime | None = None) -> str:
     """``1h``, ``30m``, ``7d`` (ago) or an ISO 8601 time → ISO 8601 UTC."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     match = re.fullmatch(r"(\d+)([smhdw])", text.strip())
     if match:
         unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
@@ -38,8 +39,8 @@ def parse_time(text: str, now: datetime | None = None) -> str:
     except ValueError:
         raise ConnectorError(f"cannot read time {text!r}: use 1h, 30m, 7d or an ISO 8601 time") from None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def build_query(args: argparse.Namespace) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--until", help="e.g. 30m or an ISO 8601 time")
     for option in FILTERS:
         parser.add_argument(f"--{option}")
-    parser.add_argument("--format", choices=("asff", "ocsf"), default="asff", help="which index to read")
+    parser.add_argument("--format", choices=FORMATS, default="asff", help="which index to read")
     parser.add_argument("--json", action="store_true", help="print the documents as JSON lines")
     parser.add_argument("--limit", type=int, default=100)
     add_settings_options(parser)
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         for c in (hit["_source"].get("connector", {}) for hit in hits)
     ]
     headers = ("TIME", "EVENT", "ACCOUNT", "REGION", "PRINCIPAL", "RESOURCE", "SEVERITY", "OUTCOME")
-    widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
+    widths = [max(len(str(r[i])) for r in [*rows, headers]) for i in range(len(headers))]
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
     for row in rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))

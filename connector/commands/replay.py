@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from connector.commands.common import USAGE_ERROR, add_settings_options, report, settings_or_report
 from connector.commands.query import parse_time

@@ -7,7 +7,8 @@ destination configured, SQS redrive policy) live here because they have no URL.
 from __future__ import annotations
 
 import logging
-from typing import ClassVar, Sequence
+from collections.abc import Sequence
+from typing import ClassVar
 from urllib.parse import urlparse
 
 from connector.deadletters.base import KNOWN, REGISTRY, DeadLetterSink, letter_document, register

@@ -14,7 +14,8 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from typing import Any, ClassVar, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol
 
 from connector.model import DeadLetter
 from connector.registry import Registry

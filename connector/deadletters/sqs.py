@@ -3,7 +3,8 @@ and record id as message attributes, so the queue's console shows why without op
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import boto3
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import copy
 import json
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from connector.errors import MappingFileError
 from connector.mapping.loader import EventMapping, VariantSpec, load_mappings, read_common_cases, variant_specs

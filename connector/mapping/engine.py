@@ -8,11 +8,12 @@ the same record twice gives the same finding — the basis of idempotent deliver
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from connector.mapping.loader import EventMapping
 from connector.mapping.runbook import render_runbook
-from connector.model import AffectedResource, CloudTrailEvent, CliCommand, Finding, Remediation, Severity
+from connector.model import AffectedResource, CallOutcome, CliCommand, CloudTrailEvent, Finding, Remediation, Severity
 
 TITLE_MAX = 256
 DESCRIPTION_MAX = 1024
@@ -52,7 +53,7 @@ def finding_id(event: CloudTrailEvent) -> str:
     return f"{PRODUCT_NAME}/{event.partition}/{event.region}/{event.account_id}/{event.event_id}"
 
 
-def outcome_of(event: CloudTrailEvent) -> str:
+def outcome_of(event: CloudTrailEvent) -> CallOutcome:
     if event.dry_run:
         return "dry_run"
     if event.failed:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from connector.mapping.loader import EventMapping, load_mappings
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import jmespath
 import jmespath.exceptions
@@ -190,10 +191,10 @@ def _check_templates(doc: Mapping[str, Any], allowed: set[str], file: str) -> No
                 raise MappingFileError(file, _json_path(path), f"unknown template variable(s): {sorted(unknown)}")
         elif isinstance(node, Mapping):
             for key, value in node.items():
-                walk(value, path + [key])
+                walk(value, [*path, key])
         elif isinstance(node, list):
             for index, value in enumerate(node):
-                walk(value, path + [index])
+                walk(value, [*path, index])
 
     for section in ("finding", "remediation"):
         walk(doc.get(section), [section])

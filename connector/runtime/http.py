@@ -26,7 +26,7 @@ class _Handler(BaseHTTPRequestHandler):
     _ready_cache: tuple[float, bool, str] = (0.0, False, "not checked")
     _ready_lock = threading.Lock()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence access logs
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -39,7 +39,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, payload: dict[str, Any]) -> None:
         self._send(status, json.dumps(payload).encode())
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/healthz":
             age = time.monotonic() - self.service.runner.last_loop_at

@@ -20,13 +20,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Sequence
 
+from connector import metrics
 from connector.model import SourceMessage
 from connector.pipeline import BatchResult, Pipeline
 from connector.retry import Backoff
-from connector import metrics
 from connector.sources.base import Source
 
 log = logging.getLogger(__name__)
@@ -73,13 +73,14 @@ class Runner:
         self.failed = False  # the source could not be read (``once`` gave up)
         self._in_flight: dict[Future[BatchResult], list[SourceMessage]] = {}
         self._lock = threading.Lock()
+        self._receive_failures = 0
         self._done = threading.Event()
 
     # -- one batch -------------------------------------------------------------------------
     def _ack(self, messages: Sequence[SourceMessage]) -> None:
         try:
             self.source.ack(messages)
-        except Exception as exc:  # noqa: BLE001 - not deleted means redelivered: a duplicate, never a loss
+        except Exception as exc:
             log.error("could not acknowledge %d delivered messages; they will be redelivered: %s", len(messages), exc)
             self.outstanding.update(m.id for m in messages)
             if self.once:
@@ -93,7 +94,7 @@ class Runner:
         self.outstanding.update(m.id for m in messages)
         try:
             self.source.release(messages)
-        except Exception as exc:  # noqa: BLE001 - they come back when their lease runs out
+        except Exception as exc:
             log.warning("could not release %d messages; they return when their lease expires: %s", len(messages), exc)
         if self.stop_on_release:
             # A one-shot run does not wait for a sink to come back: it stops, exits non-zero,
@@ -122,7 +123,7 @@ class Runner:
             return
         try:
             self.observer(batch, result)
-        except Exception as exc:  # noqa: BLE001 - progress reporting must never stop delivery
+        except Exception as exc:
             log.warning("batch observer failed: %s", exc)
 
     def _heartbeat(self) -> None:
@@ -140,7 +141,7 @@ class Runner:
         """The next batch; a failing source is logged and retried after a pause, never fatal."""
         try:
             batch = self.source.receive()
-        except Exception as exc:  # noqa: BLE001 - the source may come back (network, throttling)
+        except Exception as exc:
             self._receive_failures += 1
             log.error("receive from %s failed (%d in a row): %s", self.source.name, self._receive_failures, exc)
             if self.once and self._receive_failures >= ONCE_RECEIVE_FAILURES:
@@ -161,7 +162,7 @@ class Runner:
                 result = None
                 try:
                     result = future.result()
-                except BaseException as exc:  # noqa: BLE001 - reported and released
+                except BaseException as exc:
                     error = exc
                 with self._lock:
                     batch = self._in_flight.pop(future)

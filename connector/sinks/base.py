@@ -11,23 +11,24 @@ and jitter, before it answers RETRYABLE; it never drops a finding without saying
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import ClassVar, Protocol, runtime_checkable
 
 from connector.config import Settings
+from connector.model import DeliveryResult, FindingFormat, RenderedFinding
 from connector.registry import Registry
-from connector.model import DeliveryResult, RenderedFinding
 
 
 @runtime_checkable
 class Sink(Protocol):
     name: ClassVar[str]
     #: Which renderings the sink takes: ("asff",), ("asff", "ocsf"), ...
-    formats: ClassVar[tuple[str, ...]]
+    formats: ClassVar[tuple[FindingFormat, ...]]
     #: IAM actions the sink calls, for deploy/ and the README.
     iam_actions: ClassVar[tuple[str, ...]]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Sink": ...
+    def from_settings(cls, settings: Settings) -> Sink: ...
 
     def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]: ...
 

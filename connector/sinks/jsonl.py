@@ -24,15 +24,15 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 from connector.config import Settings
 from connector.errors import DeliveryError
-from connector.model import DeliveryResult, Outcome, RenderedFinding
+from connector.model import FORMATS, DeliveryResult, FindingFormat, Outcome, RenderedFinding
 from connector.sinks.base import register
 
-FORMATS: tuple[str, ...] = ("asff", "ocsf")
 _SEVERITY = {Outcome.OK: 0, Outcome.PERMANENT: 1, Outcome.RETRYABLE: 2}
 
 
@@ -55,7 +55,7 @@ class RotatingFile:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "ab")
+        handle = open(self.path, "ab")  # noqa: SIM115 - kept open across writes, closed on rotate/close
         size = handle.tell()
         if size:
             # A crash mid-write leaves a torn line: start a fresh one rather than glue onto it.
@@ -122,7 +122,7 @@ class RotatingFile:
 @register("jsonl")
 class JsonlSink:
     name: ClassVar[str] = "jsonl"
-    formats: ClassVar[tuple[str, ...]] = FORMATS
+    formats: ClassVar[tuple[FindingFormat, ...]] = FORMATS
     iam_actions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
@@ -140,12 +140,12 @@ class JsonlSink:
         }
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "JsonlSink":
+    def from_settings(cls, settings: Settings) -> JsonlSink:
         js = settings.jsonl
         return cls(js.directory, max_bytes=js.max_bytes, backups=js.backups)
 
     def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]:
-        by_format: dict[str, list[RenderedFinding]] = {}
+        by_format: dict[FindingFormat, list[RenderedFinding]] = {}
         outcome: dict[str, tuple[Outcome, str | None]] = {}
 
         def note(finding_id: str, result: Outcome, error: str | None) -> None:

@@ -12,11 +12,12 @@ running (SQS extends the visibility timeout). ``drained`` is True once a finite 
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import ClassVar, Protocol, runtime_checkable
 
 from connector.config import Settings
-from connector.registry import Registry
 from connector.model import SourceMessage
+from connector.registry import Registry
 
 
 @runtime_checkable
@@ -25,7 +26,7 @@ class Source(Protocol):
     iam_actions: ClassVar[tuple[str, ...]]
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "Source": ...
+    def from_settings(cls, settings: Settings) -> Source: ...
 
     def receive(self) -> list[SourceMessage]: ...
 

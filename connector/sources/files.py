@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from connector.config import Settings
@@ -30,7 +32,7 @@ NAME_SLACK = timedelta(hours=1)
 
 def name_time(name: str) -> datetime | None:
     match = NAME_TIME.search(name)
-    return datetime.strptime(match.group(1), "%Y%m%dT%H%M").replace(tzinfo=timezone.utc) if match else None
+    return datetime.strptime(match.group(1), "%Y%m%dT%H%M").replace(tzinfo=UTC) if match else None
 
 
 def outside(name: str, since: datetime | None, until: datetime | None) -> bool:
@@ -46,7 +48,7 @@ class FilesSource:
     name: ClassVar[str] = "files"
     iam_actions: ClassVar[tuple[str, ...]] = ("s3:ListBucket", "s3:GetObject")
 
-    def __init__(self, location: str, *, skip: set[str] = frozenset(), since: datetime | None = None,
+    def __init__(self, location: str, *, skip: AbstractSet[str] = frozenset(), since: datetime | None = None,
                  until: datetime | None = None, s3_client: Any = None, state: ReplayState | None = None) -> None:
         self.location = location
         self.since, self.until = since, until
@@ -71,7 +73,7 @@ class FilesSource:
             raise SourceError(f"{self.location}: no such file or directory")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "FilesSource":
+    def from_settings(cls, settings: Settings) -> FilesSource:
         raise SourceError("the files source is used by `connector replay PATH`, not by `connector run`")
 
     def _list(self) -> Iterator[str]:
@@ -119,7 +121,7 @@ class FilesSource:
             for name in self._files:
                 try:
                     body = self._read(name)
-                except Exception as exc:  # noqa: BLE001 - gone since listing, unreadable: report it, go on
+                except Exception as exc:
                     self.unreadable.append((name, str(exc)))
                     log.error("cannot read %s: %s", name, exc)
                     continue

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from connector.config import Settings
 from connector.errors import SourceError
@@ -30,7 +31,8 @@ def to_messages(event: Mapping[str, Any]) -> list[SourceMessage]:
         else:
             # An unexpected record shape: let the decoder try it as a whole message.
             ident = record.get("messageId") or record.get("eventID") if isinstance(record, dict) else None
-            out.append(SourceMessage(id=str(ident or len(out)), body=json.dumps(record).encode(), source=str(source or "lambda")))
+            out.append(SourceMessage(id=str(ident or len(out)), body=json.dumps(record).encode(),
+                                     attributes={"eventSource": str(source or "lambda")}))
     return out
 
 
@@ -48,7 +50,7 @@ class LambdaBatch:
         self._given = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "LambdaBatch":
+    def from_settings(cls, settings: Settings) -> LambdaBatch:
         raise SourceError("the Lambda batch source is built from the invocation's event, not from settings")
 
     def receive(self) -> list[SourceMessage]:

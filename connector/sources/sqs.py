@@ -14,16 +14,17 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import boto3
 from botocore.config import Config
 
+from connector import metrics
 from connector.config import Settings
 from connector.errors import SourceError
 from connector.model import SourceMessage
 from connector.retry import Backoff, retry_call
-from connector import metrics
 from connector.sources.base import register
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class SqsSource:
         self._backoff = backoff or Backoff(base_seconds=0.5, cap_seconds=20, max_attempts=6)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SqsSource":
+    def from_settings(cls, settings: Settings) -> SqsSource:
         s = settings.sqs
         return cls(
             s.queue_url,

@@ -12,15 +12,15 @@ import shutil
 import subprocess
 import sys
 import venv
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
 
 from connector.mapping import load_mappings
 from connector.mapping.filters import cloudwatch_filter_pattern, eventbridge_pattern
-
 from tests.conftest import REPO, require
 from tests.support.moto import MotoServer
 from tests.support.service import jsonl_ids, make_queues, queue_depth, send_events
@@ -55,7 +55,7 @@ CfnLoader.add_multi_constructor("!", _tag)
 
 
 def cfn(path: Path) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=CfnLoader)  # noqa: S506 - SafeLoader subclass
+    return yaml.load(path.read_text(), Loader=CfnLoader)
 
 
 def test_hadolint() -> None:
@@ -125,8 +125,7 @@ def used_fields(obj: dict[str, Any]) -> Iterator[str]:
         for agg in json.loads(attrs["visState"])["aggs"]:
             if "field" in agg.get("params", {}):
                 yield agg["params"]["field"]
-    for column in attrs.get("columns", []):
-        yield column
+    yield from attrs.get("columns", [])
     for field, _ in attrs.get("sort", []):
         yield field
 
@@ -174,10 +173,12 @@ def test_the_event_filters_name_exactly_the_mapped_events() -> None:
 
 
 def test_the_iam_policy_grants_every_action_the_code_declares() -> None:
-    from connector.sources.kinesis.checkpoints import CheckpointStore
     from connector.deadletters import all_iam_actions
-    from connector.sinks import KNOWN as SINKS, sink_class
-    from connector.sources import KNOWN as SOURCES, source_class
+    from connector.sinks import KNOWN as SINKS
+    from connector.sinks import sink_class
+    from connector.sources import KNOWN as SOURCES
+    from connector.sources import source_class
+    from connector.sources.kinesis.checkpoints import CheckpointStore
 
     declared = set(CheckpointStore.iam_actions)
     declared |= {a for name in SINKS for a in sink_class(name).iam_actions}

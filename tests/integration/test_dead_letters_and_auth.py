@@ -61,7 +61,7 @@ def test_file_dead_letters_and_unknown_schemes(tmp_path: Path) -> None:
 
 
 def test_opensearch_auth_modes(aws_env: MotoServer) -> None:
-    with pytest.raises(ConfigError, match="opensearch.url"):
+    with pytest.raises(ConfigError, match=r"opensearch\.url"):
         make_client(OpenSearchSettings())
     with pytest.raises(ConfigError, match="username"):
         make_client(OpenSearchSettings(url="https://search.example", auth="basic"))

@@ -20,8 +20,16 @@ from opensearchpy.exceptions import TransportError
 from connector.sources.kinesis.checkpoints import CheckpointStore
 from tests.support.moto import MotoServer
 from tests.support.opensearch import OpenSearchNode
-from tests.support.records import EVENTS, an_event, make_record
-from tests.support.service import make_queues, queue_depth, send_events, service_env, service_log, start_service, wait_for
+from tests.support.records import an_event, make_record
+from tests.support.service import (
+    make_queues,
+    queue_depth,
+    send_events,
+    service_env,
+    service_log,
+    start_service,
+    wait_for,
+)
 
 pytestmark = pytest.mark.opensearch
 

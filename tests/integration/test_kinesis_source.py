@@ -16,13 +16,12 @@ import boto3
 import pytest
 
 from connector.build import build_pipeline
-from connector.sources.kinesis.checkpoints import CheckpointStore
 from connector.config import load_settings
-from connector.pipeline import Pipeline
 from connector.runtime.runner import Runner
+from connector.sources.kinesis.checkpoints import CheckpointStore
 from connector.sources.kinesis.source import KinesisSource
 from tests.support.moto import MotoServer
-from tests.support.records import EVENTS, an_event, make_record
+from tests.support.records import an_event, make_record
 
 NOISE = {"eventVersion": "1.08", "eventSource": "s3.amazonaws.com", "eventName": "GetObject", "awsRegion": "us-east-1",
          "eventTime": "2026-11-20T10:00:00Z", "recipientAccountId": "123456789012"}

@@ -7,8 +7,8 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from opensearchpy import OpenSearch
@@ -42,7 +42,7 @@ def factory() -> FindingFactory:
 
 
 def recent(minutes: int) -> str:
-    return (datetime.now(timezone.utc) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def findings(factory: FindingFactory, tag: str, **overrides: object) -> list[RenderedFinding]:
@@ -73,7 +73,7 @@ def test_bulk_is_idempotent_and_lands_in_event_day_indexes(client: OpenSearch, o
     assert count(client, f"{prefix}-asff") == len(EVENTS) and count(client, f"{prefix}-ocsf") == len(EVENTS)
     sink.send(batch)  # redelivery overwrites by _id
     assert count(client, f"{prefix}-asff") == len(EVENTS) and count(client, f"{prefix}-ocsf") == len(EVENTS)
-    day = datetime.now(timezone.utc) - timedelta(minutes=10)
+    day = datetime.now(UTC) - timedelta(minutes=10)
     assert client.indices.exists(index=f"{prefix}-ocsf-2004-{batch[0].finding.event.event_time:%Y.%m.%d}")
     assert day.strftime("%Y.%m.%d") in " ".join(client.indices.get_alias(index=f"{prefix}-asff"))
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import boto3
 
-from connector.build import build_pipeline
 from connector.aws_lambda import handle
+from connector.build import build_pipeline
 from connector.config import load_settings
 from connector.deadletters.file import FileDeadLetters
 from connector.pipeline import Pipeline
 from tests.support.moto import MotoServer
-from tests.support.records import EVENT, EVENTS, an_event, make_record
+from tests.support.records import EVENT, an_event, make_record
 
 NOISE = [{"eventVersion": "1.08", "eventSource": "s3.amazonaws.com", "eventName": name, "eventID": f"noise-{i}",
           "awsRegion": "us-east-1", "eventTime": "2026-11-20T10:00:00Z", "recipientAccountId": "123456789012"}
@@ -104,7 +104,8 @@ def test_lambda_reports_only_undeliverable_records(tmp_path: Path) -> None:
     pipeline = lambda_pipeline(tmp_path)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "asff.jsonl").mkdir()  # the sink cannot write: delivery fails
-    record = lambda eid: base64.b64encode(json.dumps(make_record(EVENT, event_id=eid)).encode()).decode()
+    def record(eid):
+        return base64.b64encode(json.dumps(make_record(EVENT, event_id=eid)).encode()).decode()
     noise = base64.b64encode(json.dumps(NOISE[0]).encode()).decode()
     event = {"Records": [
         {"eventSource": "aws:kinesis", "kinesis": {"sequenceNumber": "100", "data": noise}},

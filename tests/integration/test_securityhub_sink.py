@@ -9,9 +9,10 @@ proxy's record of the requests it saw is what the rate and batch-size assertions
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -19,11 +20,11 @@ from prometheus_client import REGISTRY
 
 from connector.build import build_pipeline
 from connector.config import load_settings
-from connector.sinks.securityhub.credentials import SessionCache
 from connector.errors import ConfigError, DeliveryError, MappingFileError
 from connector.model import Outcome, RenderedFinding
 from connector.retry import Backoff
 from connector.sinks import sink_class
+from connector.sinks.securityhub.credentials import SessionCache
 from connector.sinks.securityhub.sink import MAX_FINDING_BYTES, MAX_REQUEST_BYTES, SecurityHubSink
 from tests.conftest import require
 from tests.support.faultproxy import FaultProxy, Faults, max_in_window
@@ -137,7 +138,7 @@ def test_requests_split_at_6_mb_and_oversized_findings_are_refused(proxy: FaultP
     region = "sa-east-1"
     big = [padded(item, 220_000) for item in findings(60, region=region, prefix="big")]
     too_big = padded(findings(1, region=region, prefix="huge")[0], MAX_FINDING_BYTES + 1)
-    batch = big[:30] + [too_big] + big[30:]
+    batch = [*big[:30], too_big, *big[30:]]
 
     results = by_outcome(batch, make_sink(rate_per_second=0).send(batch))
 
@@ -293,7 +294,6 @@ def test_through_the_pipeline_invalid_findings_are_dead_lettered_with_their_erro
     from connector.deadletters.file import FileDeadLetters
     from connector.factory import FindingFactory
     from connector.model import SourceMessage
-    from connector.pipeline import Pipeline
     from tests.support.records import make_record
 
     try:

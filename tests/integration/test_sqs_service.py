@@ -10,21 +10,30 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import boto3
 
 from connector.build import build_pipeline
 from connector.config import load_settings
 from connector.model import DeliveryResult, Outcome, RenderedFinding
-from connector.pipeline import Pipeline
 from connector.runtime.runner import Runner
 from connector.sources.sqs import SqsSource
 from tests.support.moto import MotoServer
 from tests.support.records import EVENT
-from tests.support.service import (http_get, jsonl_ids, make_queues, queue_depth, send_events, service_env,
-                                   service_log, start_service, wait_for)
+from tests.support.service import (
+    http_get,
+    jsonl_ids,
+    make_queues,
+    queue_depth,
+    send_events,
+    service_env,
+    service_log,
+    start_service,
+    wait_for,
+)
 
 
 def test_delete_after_delivery_and_poison_to_dlq(aws_env: MotoServer, tmp_path: Path) -> None:

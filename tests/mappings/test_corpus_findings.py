@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from connector.envelopes import DecodedRecord, Decoder
 from connector.config import LimitSettings
+from connector.envelopes import DecodedRecord, Decoder
 from connector.factory import FindingFactory
 from connector.select import Selector
 from tests.support.records import BOOK

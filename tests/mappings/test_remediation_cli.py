@@ -17,9 +17,9 @@ from typing import Any
 import botocore.session
 import pytest
 
+from connector.events import parse_event
 from connector.factory import FindingFactory
 from connector.mapping import build_finding, load_mappings
-from connector.events import parse_event
 from tests.support.moto import MotoServer
 from tests.support.records import EVENTS, make_record
 

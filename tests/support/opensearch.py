@@ -136,7 +136,7 @@ class OpenSearchNode:
             "-E", "cluster.routing.allocation.disk.threshold_enabled=false",
             "-E", "action.auto_create_index=true",
         ]
-        log = open(self.root / "stdout.log", "ab")
+        log = open(self.root / "stdout.log", "ab")  # noqa: SIM115 - the node owns it
         self.process = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=self.root  # jvm.options logs to ./logs
         )

@@ -9,13 +9,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import boto3
 
 from tests.support.moto import MotoServer, free_port
-from tests.support.records import EVENTS, an_event, make_record
+from tests.support.records import an_event, make_record
 
 
 def make_queues(name: str) -> tuple[str, str]:
@@ -76,7 +77,7 @@ def start_service(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     Never a pipe nobody reads: once 64 KB of logs fill it, the service blocks in a log write
     while holding the logging lock, and then cannot even handle SIGTERM.
     """
-    log = tempfile.NamedTemporaryFile(prefix="connector-run-", suffix=".log", delete=False)
+    log = tempfile.NamedTemporaryFile(prefix="connector-run-", suffix=".log", delete=False)  # noqa: SIM115 - the child owns it
     proc = subprocess.Popen([sys.executable, "-m", "connector", "run", *args], env=env, stdout=log,
                             stderr=subprocess.STDOUT, text=True)
     proc.log_path = Path(log.name)  # type: ignore[attr-defined]

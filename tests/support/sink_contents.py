@@ -15,7 +15,7 @@ from connector.errors import MappingFileError
 from connector.events import parse_event
 from connector.factory import FindingFactory
 from connector.mapping import finding_id
-from connector.model import AffectedResource, Finding, RenderedFinding, Remediation, Severity
+from connector.model import AffectedResource, Finding, Remediation, RenderedFinding, Severity
 from connector.render.asff import render_asff
 from connector.render.ocsf import render_ocsf
 from tests.support.records import EVENTS, RESOURCE_IDS, make_record

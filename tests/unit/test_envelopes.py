@@ -9,8 +9,9 @@ import gzip
 import io
 import json
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

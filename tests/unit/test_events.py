@@ -6,7 +6,7 @@ import pytest
 
 from connector.errors import InvalidRecord
 from connector.events import normalize_account, parse_event, partition_for
-from tests.support.records import EVENT, ASSUMED_ROLE, ROOT, make_record
+from tests.support.records import ASSUMED_ROLE, EVENT, ROOT, make_record
 
 
 def test_account_ids_get_their_leading_zeros_back() -> None:

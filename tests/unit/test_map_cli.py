@@ -25,7 +25,7 @@ def records() -> list[dict]:
 
 
 def test_log_file_gzip_gives_one_finding_per_target(tmp_path: Path) -> None:
-    body = gzip.compress(json.dumps({"Records": records() + [NOISE]}).encode())
+    body = gzip.compress(json.dumps({"Records": [*records(), NOISE]}).encode())
     proc = run_map(tmp_path, body, "--format", "ocsf", name="log.json.gz")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -37,8 +37,8 @@ def test_log_file_gzip_gives_one_finding_per_target(tmp_path: Path) -> None:
 def test_array_jsonl_bare_and_eventbridge(tmp_path: Path) -> None:
     recs = records()
     cases = {
-        "array.json": json.dumps(recs + [NOISE]).encode(),
-        "lines.jsonl": "\n".join(json.dumps(r) for r in recs + [NOISE]).encode(),
+        "array.json": json.dumps([*recs, NOISE]).encode(),
+        "lines.jsonl": "\n".join(json.dumps(r) for r in [*recs, NOISE]).encode(),
         "bare.json": json.dumps(recs[0]).encode(),
         "eventbridge.json": json.dumps({
             "version": "0", "id": "6f1c", "detail-type": "AWS API Call via CloudTrail", "source": "aws.ec2",

@@ -8,8 +8,9 @@ exhaustively. The real sinks are tested against moto and a real OpenSearch node 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 from connector.config import LimitSettings, Settings
 from connector.deadletters.file import FileDeadLetters
@@ -34,7 +35,7 @@ class RecordingSink:
         self.calls = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "RecordingSink":
+    def from_settings(cls, settings: Settings) -> RecordingSink:
         return cls()
 
     def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]:

@@ -18,18 +18,19 @@ import ipaddress
 import json
 import logging
 import time
-from typing import Any, ClassVar, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
 
 from opensearchpy import helpers
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
 
-from connector.config import OpenSearchSettings, Settings
-from connector.model import DeliveryResult, Finding, Outcome, RenderedFinding
-from connector.sinks.opensearch.client import make_client
-from connector.retry import Backoff
 from connector import metrics
+from connector.config import OpenSearchSettings, Settings
+from connector.model import FORMATS, DeliveryResult, Finding, FindingFormat, Outcome, RenderedFinding
+from connector.retry import Backoff
 from connector.sinks.base import register
+from connector.sinks.opensearch.client import make_client
 
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -50,7 +51,7 @@ def _ip(text: str | None) -> str | None:
         return None
 
 
-def summary(finding: Finding, fmt: str) -> dict[str, Any]:
+def summary(finding: Finding, fmt: FindingFormat) -> dict[str, Any]:
     """The filterable fields, identical in both index kinds (see the index templates)."""
     event = finding.event
     ident = event.identity
@@ -88,7 +89,7 @@ def summary(finding: Finding, fmt: str) -> dict[str, Any]:
 @register("opensearch")
 class OpenSearchSink:
     name: ClassVar[str] = "opensearch"
-    formats: ClassVar[tuple[str, ...]] = ("asff", "ocsf")
+    formats: ClassVar[tuple[FindingFormat, ...]] = FORMATS
     iam_actions: ClassVar[tuple[str, ...]] = ("es:ESHttpPost", "es:ESHttpPut", "es:ESHttpGet", "es:ESHttpHead")
 
     def __init__(self, settings: OpenSearchSettings, client: Any = None) -> None:
@@ -112,7 +113,7 @@ class OpenSearchSink:
         self._templates_ready = True
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "OpenSearchSink":
+    def from_settings(cls, settings: Settings) -> OpenSearchSink:
         return cls(settings.opensearch)
 
     def _actions(self, items: Sequence[RenderedFinding]) -> Iterator[dict[str, Any]]:

@@ -36,7 +36,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 from botocore.config import Config
 from botocore.exceptions import (
@@ -49,15 +50,15 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from connector import metrics
 from connector.config import Settings
+from connector.errors import DeliveryError
+from connector.model import DeliveryResult, FindingFormat, Outcome, RenderedFinding
+from connector.retry import Backoff, retry_call
+from connector.sinks.base import register
 from connector.sinks.securityhub.credentials import IAM_ACTIONS as STS_ACTIONS
 from connector.sinks.securityhub.credentials import SessionCache, role_arn_for
-from connector.errors import DeliveryError
-from connector.model import DeliveryResult, Outcome, RenderedFinding
 from connector.sinks.securityhub.ratelimit import RateLimiter
-from connector.retry import Backoff, retry_call
-from connector import metrics
-from connector.sinks.base import register
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def describe(exc: BaseException) -> str:
 @register("securityhub")
 class SecurityHubSink:
     name: ClassVar[str] = "securityhub"
-    formats: ClassVar[tuple[str, ...]] = ("asff",)
+    formats: ClassVar[tuple[FindingFormat, ...]] = ("asff",)
     iam_actions: ClassVar[tuple[str, ...]] = (
         "securityhub:BatchImportFindings",
         "securityhub:DescribeHub",
@@ -177,7 +178,7 @@ class SecurityHubSink:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "SecurityHubSink":
+    def from_settings(cls, settings: Settings) -> SecurityHubSink:
         sh = settings.securityhub
         if sh.assume_role_arn_template:
             role_arn_for(sh.assume_role_arn_template, account="000000000000")  # raises ConfigError early
@@ -277,7 +278,8 @@ class SecurityHubSink:
         def attempt() -> dict[str, Any]:
             if not self.limiter.acquire(key, self.stop):
                 raise DeliveryError("stopping before the request could be sent")
-            return client.batch_import_findings(Findings=documents)
+            response: dict[str, Any] = client.batch_import_findings(Findings=documents)
+            return response
 
         def on_retry(number: int, exc: BaseException) -> None:
             metrics.RETRIES.labels(self.name).inc()

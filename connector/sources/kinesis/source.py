@@ -15,21 +15,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from connector.sources.kinesis.checkpoints import CheckpointStore
+from connector import metrics
 from connector.config import Settings
 from connector.errors import SourceError
 from connector.model import SourceMessage
 from connector.retry import Backoff, retry_call
-from connector import metrics
 from connector.sources.base import register
+from connector.sources.kinesis.checkpoints import CheckpointStore
 
 log = logging.getLogger(__name__)
 RELIST_SECONDS = 30.0
@@ -91,7 +92,7 @@ class KinesisSource:
         self._loaded = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "KinesisSource":
+    def from_settings(cls, settings: Settings) -> KinesisSource:
         k = settings.kinesis
         return cls(
             k.stream_name,

@@ -198,3 +198,31 @@ def test_fast_and_full_ocsf_validators_agree() -> None:
         except Exception:
             fast = False
         assert fast == _ocsf_validator().is_valid(candidate), candidate
+
+
+POISON = [
+    b'{"Records":[{"eventSource":"aws:sns","Sns":5}]}',
+    b'{"Records":[{"eventSource":"ec2.amazonaws.com","eventName":["DeleteNatGateway"]}]}',
+    b'{"Records":[{"eventSource":"ec2.amazonaws.com","eventName":"%s","eventTime":"9999-12-31T23:59:59-05:00",'
+    b'"eventID":"x","awsRegion":"us-east-1","recipientAccountId":"123456789012"}]}',
+    b'{"Type":"Notification","Message":{"nested":[1,2,3]}}',
+    b'{"Records":[{"s3":{"bucket":{"name":"../../etc"},"object":{"key":"x"}}}]}',
+    b'[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]',
+]
+
+
+def test_poison_messages_are_dead_lettered_alone_and_their_neighbours_delivered(tmp_path: Path) -> None:
+    sink = RecordingSink()
+    pipeline, letters = make_pipeline(tmp_path, sink)
+    poison = [SourceMessage(id=f"p{i}", body=body.replace(b"%s", EVENT.encode()), source="sqs")
+              for i, body in enumerate(POISON)]
+    good = [message(i, make_record(EVENT, event_id=f"good-{i}")) for i in range(len(poison))]
+    interleaved = [m for pair in zip(good, poison) for m in pair]
+    result = pipeline.handle(interleaved)
+    assert sorted(m.id for m in result.done) == sorted(m.id for m in interleaved) and not result.retry, \
+        "every message settles in one pass"
+    delivered = {key[0] for key in sink.held}
+    assert all(any(fid.endswith(f"/good-{i}") for fid in delivered) for i in range(len(good)))
+    stored = letters.read()
+    assert stored, "poison is dead-lettered, with its stage and reason"
+    assert all(s["stage"] and s["reason"] for s in stored)

@@ -48,7 +48,7 @@ class LimitExceeded(DecodeError):
 
 
 class InvalidRecord(ConnectorError):
-    """A record of one of the five events lacks what a finding needs (eventID, eventTime, ...)."""
+    """A record of a mapped event lacks what a finding needs (eventID, eventTime, ...)."""
 
     stage = "map"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 RECORDS_IN = Counter("connector_records_in_total", "Source messages received", ["source"])
-EVENTS_SELECTED = Counter("connector_events_selected_total", "CloudTrail records of the five events", ["event_name"])
+EVENTS_SELECTED = Counter("connector_events_selected_total", "CloudTrail records of a mapped event", ["event_name"])
 EVENTS_SKIPPED = Counter("connector_events_skipped_total", "CloudTrail records of other events (not an error)")
 DUPLICATES = Counter("connector_duplicates_dropped_total", "Records dropped by the in-process eventID cache")
 FINDINGS_OUT = Counter("connector_findings_delivered_total", "Findings a sink accepted", ["sink", "format"])

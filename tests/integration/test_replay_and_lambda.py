@@ -81,6 +81,19 @@ def test_replay_from_s3(aws_env: MotoServer, tmp_path: Path) -> None:
     assert len(ids(tmp_path)) == 6
 
 
+def test_replay_of_nothing_is_an_error_not_a_success(aws_env: MotoServer, tmp_path: Path) -> None:
+    """An empty or mistyped prefix, or a bucket that does not exist, must not look like a backfill done."""
+    env = dict(os.environ, **aws_env.env())
+    boto3.client("s3").create_bucket(Bucket="empty-trail-bucket")
+    (tmp_path / "empty").mkdir()
+    for location in ("s3://empty-trail-bucket/AWSLogs/", "s3://no-such-trail-bucket/AWSLogs/", str(tmp_path / "empty"),
+                     str(tmp_path / "missing")):
+        proc = replay(tmp_path, location, env=env)
+        assert proc.returncode != 0, (location, proc.stderr)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert location.split("://")[-1].split("/")[0] in proc.stderr or "no log files" in proc.stderr, proc.stderr
+
+
 def lambda_pipeline(tmp_path: Path) -> Pipeline:
     settings = load_settings(environ={"CONNECTOR_SINKS": "jsonl", "CONNECTOR_JSONL_DIRECTORY": str(tmp_path / "out"),
                                       "CONNECTOR_DEAD_LETTER": f"file://{tmp_path}/dlq"})

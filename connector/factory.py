@@ -6,8 +6,9 @@ service all produce byte-identical findings from the same record.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from connector.errors import InvalidRecord
@@ -26,10 +27,16 @@ class FindingFactory:
     mappings: Mapping[str, EventMapping]
     #: Optional template for a non-default product ARN: {partition}, {region}, {account}.
     product_arn_template: str = ""
+    #: When this version of a finding is made: ASFF ``UpdatedAt``. Security Hub ignores an update
+    #: whose UpdatedAt is not later than the stored one, so a corrected finding must carry the
+    #: time it was rendered, not the event's. Injected so tests and golden files are stable.
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     @classmethod
-    def load(cls, mappings_dir: str | None = None, product_arn_template: str = "") -> FindingFactory:
-        return cls(load_mappings(mappings_dir or None), product_arn_template)
+    def load(cls, mappings_dir: str | None = None, product_arn_template: str = "",
+             clock: Callable[[], datetime] | None = None) -> FindingFactory:
+        mappings = load_mappings(mappings_dir or None)
+        return cls(mappings, product_arn_template) if clock is None else cls(mappings, product_arn_template, clock)
 
     @property
     def event_names(self) -> tuple[str, ...]:
@@ -47,7 +54,11 @@ class FindingFactory:
             if self.product_arn_template
             else None
         )
-        documents = {"asff": render_asff(finding, product_arn=product_arn), "ocsf": render_ocsf(finding)}
+        updated_at = max(self.clock(), event.event_time)
+        documents = {
+            "asff": render_asff(finding, product_arn=product_arn, updated_at=updated_at),
+            "ocsf": render_ocsf(finding, updated_at=updated_at),
+        }
         rendered = []
         for name in FORMATS:
             validate(name, documents[name], record_id=event.event_id)

@@ -8,10 +8,14 @@ the same record twice gives the same finding — the basis of idempotent deliver
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import re
+import shlex
+import string
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connector.mapping.loader import EventMapping
+from connector.mapping.formats import matches, placeholder
+from connector.mapping.loader import CliSpec, EventMapping
 from connector.mapping.runbook import render_runbook
 from connector.model import AffectedResource, CallOutcome, CliCommand, CloudTrailEvent, Finding, Remediation, Severity
 
@@ -40,12 +44,19 @@ def fill(template: str, values: Mapping[str, str]) -> str:
     return template.format_map(values)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+VALUE_MAX = 256
+
+
 def _as_text(value: Any) -> str | None:
+    """A record value as one line of bounded text: record values are attacker-influenced, and a
+    newline or a 100 kB string must not reshape a title, a description or a runbook."""
     if value is None or value == "" or isinstance(value, (dict, list)):
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    text = _CONTROL.sub(" ", str(value)).strip()
+    return (text[: VALUE_MAX - 1] + "…" if len(text) > VALUE_MAX else text) or None
 
 
 def finding_id(event: CloudTrailEvent) -> str:
@@ -83,28 +94,49 @@ def extract(mapping: EventMapping, event: CloudTrailEvent) -> TemplateValues:
         "sourceIP": event.source_ip or "unknown",
         "userAgent": event.user_agent or "unknown",
         "errorCode": event.error_code or "",
-        "errorMessage": event.error_message or "",
+        "errorMessage": (event.error_message or "").rstrip(". ") + "." if event.error_message else "",
         "outcome": outcome_of(event).replace("_", " "),
     }
-    values.update(common)
+    extra = {
+        "accessKeyId": ident.access_key_id,
+        "userName": ident.user_name or ((ident.arn or "").rsplit("/", 1)[-1] if ident.type == "AssumedRole" else None),
+        "roleArn": ident.session_issuer_arn if ident.type == "AssumedRole" else ident.arn,
+    }
+    values.update({k: v for k, v in common.items()})
+    values.update({k: text for k, v in extra.items() if (text := _as_text(v))})
+    for key in ("principal", "principalArn", "userAgent", "errorMessage", "sourceIP"):
+        values[key] = _as_text(values[key]) or ""
+    targets = [fill(spec.id, values) for spec in mapping.resources]
+    values["target"] = ", ".join(t for t in targets if "<" not in t) or "a resource the record does not name"
     return values
 
 
+#: Whatever the outcome, a call by the root user is at least this severe.
+ROOT_FLOOR = Severity.HIGH
+
+
 def choose_severity(mapping: EventMapping, event: CloudTrailEvent) -> tuple[Severity, str]:
-    """Base severity, changed by the first rule of the mapping that applies (documented order)."""
+    """The mapping's base severity, then its outcome rule (dry run, failed) or, for a call that
+    went through, its caller rule (root, an AWS service). Root is never below HIGH: a root
+    session probing or failing is as alarming as one succeeding."""
     rules = mapping.severity
     ident = event.identity
     by_service = ident.type == "AWSService" or (ident.invoked_by or "").endswith(".amazonaws.com")
+    root = ident.type == "Root"
     conditions = (
         ("dry_run", event.dry_run, "dry run: the caller holds the permission, nothing was deleted"),
         ("failed", event.failed, f"the call failed ({event.error_code}), nothing was deleted"),
-        ("root", ident.type == "Root", "the root user made the call"),
+        ("root", root, "the root user made the call"),
         ("invoked_by_service", by_service, f"made by an AWS service on a principal's behalf ({ident.invoked_by or ident.type})"),
     )
-    for rule, applies, reason in conditions:
+    severity, reason = Severity[rules["base"]], mapping.severity_rationale
+    for rule, applies, why in conditions:
         if applies and rule in rules:
-            return Severity[rules[rule]], f"{reason}; {mapping.severity_rationale}"
-    return Severity[rules["base"]], mapping.severity_rationale
+            severity, reason = Severity[rules[rule]], f"{why}; {mapping.severity_rationale}"
+            break
+    if root and severity < ROOT_FLOOR:
+        severity, reason = ROOT_FLOOR, f"the root user made the call ({reason})"
+    return severity, reason
 
 
 def _clip(text: str, limit: int) -> str:
@@ -146,22 +178,56 @@ def _resources(mapping: EventMapping, event: CloudTrailEvent, values: TemplateVa
     return tuple(out)
 
 
-def _outcome_sentence(event: CloudTrailEvent) -> str:
-    if event.dry_run:
-        return " This was a dry run (Client.DryRunOperation): the caller holds the permission, and nothing was changed."
-    if event.failed:
-        detail = f": {event.error_message.rstrip('.')}" if event.error_message else ""
-        return f" The attempt FAILED with {event.error_code}{detail}; nothing was deleted, but someone tried."
-    return ""
+def _names(template: str) -> list[str]:
+    return list(dict.fromkeys(name for _, name, _, _ in string.Formatter().parse(template) if name))
 
 
-def build_remediation(mapping: EventMapping, values: TemplateValues) -> Remediation:
-    spec = mapping.remediation
+def _executable_values(template: str, values: Mapping[str, str], formats: Mapping[str, str],
+                       quote: bool) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The values a command may contain, and what is wrong with the others.
+
+    A value enters only when it matches its strict format; a missing or malformed one becomes an
+    inert ``UPPER_CASE`` placeholder, and the problem is named so the analyst fills it in."""
+    out: dict[str, str] = {}
+    problems: list[tuple[str, str]] = []
+    for name in _names(template):
+        value = values.get(name)
+        if value is None:
+            problems.append((name, f"the event lacks {name}"))
+        elif not matches(formats.get(name, ""), value):
+            problems.append((name, f"{name} in the record is malformed ({formats.get(name, 'no format')} expected)"))
+        else:
+            out[name] = shlex.quote(value) if quote else value
+            continue
+        out[name] = placeholder(name)
+    return out, problems
+
+
+def render_command(spec: CliSpec, values: Mapping[str, str], formats: Mapping[str, str]) -> CliCommand:
+    safe, problems = _executable_values(spec.command, values, formats, quote=True)
+    description = fill(spec.description, ProseValues(values))
+    if problems:
+        fill_in = ", ".join(placeholder(name) for name, _ in problems)
+        description += f" [fill in {fill_in}: {'; '.join(why for _, why in problems)}]"
+    return CliCommand(description, spec.command.format_map(safe))
+
+
+def render_snippet(template: str, values: Mapping[str, str], formats: Mapping[str, str]) -> str:
+    """The boto3 snippet: values only as validated string literals, placeholders otherwise."""
+    safe, problems = _executable_values(template, values, formats, quote=False)
+    text = template.format_map(safe)
+    if problems:
+        text = "".join(f"# Fill in {placeholder(name)} before running: {why}.\n" for name, why in problems) + text
+    return text
+
+
+def build_remediation_from(spec: Mapping[str, Any], cli_specs: Sequence[CliSpec], values: TemplateValues,
+                           formats: Mapping[str, str]) -> Remediation:
     summary = _clip(fill(spec["summary"], ProseValues(values)), RECOMMENDATION_MAX)
     recovery = tuple(fill(step, values) for step in spec["recovery"])
     console = tuple(fill(step, values) for step in spec["console_steps"])
-    cli = tuple(CliCommand(fill(c.description, values), fill(c.command, values)) for c in mapping.cli)
-    boto3_snippet = fill(spec["boto3"], values)
+    cli = tuple(render_command(c, values, formats) for c in cli_specs)
+    boto3_snippet = render_snippet(spec["boto3"], values, formats)
     hardening = tuple(fill(step, values) for step in spec["hardening"])
     references = tuple(spec["references"])
     remediation = Remediation(
@@ -175,6 +241,15 @@ def build_remediation(mapping: EventMapping, values: TemplateValues) -> Remediat
         references=references,
         runbook="",
     )
+    return remediation
+
+
+def build_remediation(mapping: EventMapping, values: TemplateValues, *, attempt: bool = False) -> Remediation:
+    """The restore runbook of a call that went through; the investigation runbook of an attempt."""
+    if attempt:
+        remediation = build_remediation_from(mapping.attempt.remediation, mapping.attempt.cli, values, mapping.formats)
+        return dataclasses.replace(remediation, runbook=render_runbook(remediation, first="Investigate the attempt"))
+    remediation = build_remediation_from(mapping.remediation, mapping.cli, values, mapping.formats)
     return dataclasses.replace(remediation, runbook=render_runbook(remediation))
 
 
@@ -189,7 +264,13 @@ def build_finding(event: CloudTrailEvent, mapping: EventMapping) -> Finding:
     else:
         title_template = mapping.title
     prose = ProseValues(values)
-    description = fill(mapping.description, prose) + _outcome_sentence(event)
+    attempt = event.dry_run or event.failed
+    if event.dry_run:
+        description = fill(mapping.attempt.dry_run_description, prose)
+    elif event.failed:
+        description = fill(mapping.attempt.failed_description, prose)
+    else:
+        description = fill(mapping.description, prose)
     return Finding(
         id=finding_id(event),
         mapping_id=mapping.id,
@@ -202,7 +283,7 @@ def build_finding(event: CloudTrailEvent, mapping: EventMapping) -> Finding:
         ocsf_types=mapping.ocsf_types,
         attacks=mapping.attacks,
         resources=_resources(mapping, event, values),
-        remediation=build_remediation(mapping, values),
+        remediation=build_remediation(mapping, values, attempt=attempt),
         information=mapping.information,
         impact=mapping.impact,
         values=dict(values),

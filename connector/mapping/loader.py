@@ -21,6 +21,7 @@ import jsonschema
 import yaml
 
 from connector.errors import MappingFileError
+from connector.mapping.formats import COMMON_FORMATS
 from connector.model import Attack
 from connector.paths import mappings_dir, schemas_dir
 
@@ -29,8 +30,10 @@ COMMON_VARIABLES = frozenset(
     {
         "region", "account", "partition", "eventID", "eventTime", "eventName", "principal",
         "principalArn", "sourceIP", "userAgent", "errorCode", "errorMessage", "outcome",
+        "accessKeyId", "userName", "roleArn", "target",
     }
 )
+ATTEMPT_FILE = Path("common") / "attempt.yaml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,16 @@ class ResourceSpec:
 class CliSpec:
     description: str
     command: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSpec:
+    """``mappings/common/attempt.yaml``: a failed or dry-run call's description and runbook."""
+
+    failed_description: str
+    dry_run_description: str
+    remediation: Mapping[str, Any]
+    cli: tuple[CliSpec, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +139,9 @@ class EventMapping:
     cli: tuple[CliSpec, ...]
     cases: CaseSpec
     raw: Mapping[str, Any]
+    #: field → strict value format (mapping's ``event.formats`` plus the common values').
+    formats: Mapping[str, str]
+    attempt: AttemptSpec
 
 
 def _json_path(path: Any) -> str:
@@ -146,6 +162,42 @@ def _validator() -> jsonschema.Draft202012Validator:
 
 
 @lru_cache(maxsize=1)
+@lru_cache(maxsize=1)
+def _attempt_validator() -> jsonschema.Draft202012Validator:
+    schema = _mapping_schema()
+    return jsonschema.Draft202012Validator({"$ref": "#/$defs/attempt", "$defs": schema["$defs"]})
+
+
+def _check_formats(remediation: Mapping[str, Any], formats: Mapping[str, str], file: str, where: str) -> None:
+    """Every value an executable line uses must declare its strict format (formats.py)."""
+    for index, command in enumerate(remediation["cli"]):
+        missing = _template_names(command["command"], file, where) - set(formats)
+        if missing:
+            raise MappingFileError(file, f"{where}.cli[{index}].command",
+                                   f"value(s) {sorted(missing)} have no format in event.formats")
+    missing = _template_names(remediation["boto3"], file, where) - set(formats)
+    if missing:
+        raise MappingFileError(file, f"{where}.boto3", f"value(s) {sorted(missing)} have no format in event.formats")
+
+
+def load_attempt(root: Path) -> AttemptSpec:
+    """The directory's ``common/attempt.yaml``, else the shipped one (a mapping directory of one's own
+    need not repeat it)."""
+    path = root / ATTEMPT_FILE
+    if not path.is_file():
+        path = mappings_dir() / ATTEMPT_FILE
+    doc = read_yaml(path, _attempt_validator())
+    _check_templates({"attempt": doc}, set(COMMON_VARIABLES), str(path), sections=("attempt",))
+    _check_formats(doc["remediation"], COMMON_FORMATS, str(path), "$.remediation")
+    remediation = doc["remediation"]
+    return AttemptSpec(
+        failed_description=doc["failed_description"],
+        dry_run_description=doc["dry_run_description"],
+        remediation=remediation,
+        cli=tuple(CliSpec(c["description"], c["command"]) for c in remediation["cli"]),
+    )
+
+
 def _common_cases_validator() -> jsonschema.Draft202012Validator:
     """The same schema file, entered at ``$defs/common_cases``: one schema for both files."""
     schema = _mapping_schema()
@@ -181,7 +233,8 @@ def _template_names(template: str, file: str, where: str) -> set[str]:
         raise MappingFileError(file, where, f"bad template: {exc}") from None
 
 
-def _check_templates(doc: Mapping[str, Any], allowed: set[str], file: str) -> None:
+def _check_templates(doc: Mapping[str, Any], allowed: set[str], file: str,
+                     sections: tuple[str, ...] = ("finding", "remediation")) -> None:
     """Every ``{name}`` used in any template must be a declared field or a common value."""
 
     def walk(node: Any, path: list[Any]) -> None:
@@ -196,9 +249,9 @@ def _check_templates(doc: Mapping[str, Any], allowed: set[str], file: str) -> No
             for index, value in enumerate(node):
                 walk(value, [*path, index])
 
-    for section in ("finding", "remediation"):
+    for section in sections:
         walk(doc.get(section), [section])
-    for index, resource in enumerate(doc["event"]["resources"]):
+    for index, resource in enumerate(doc.get("event", {}).get("resources", ())):
         walk(resource, ["event", "resources", index])
 
 
@@ -215,7 +268,7 @@ def _attack(entry: Mapping[str, Any]) -> Attack:
     )
 
 
-def load_mapping_file(path: Path) -> EventMapping:
+def load_mapping_file(path: Path, attempt: AttemptSpec | None = None) -> EventMapping:
     file = str(path)
     doc = read_yaml(path, _validator())
     event = doc["event"]
@@ -231,8 +284,14 @@ def load_mapping_file(path: Path) -> EventMapping:
                 raise MappingFileError(file, f"$.event.fields.{name}[{index}]", f"bad JMESPath: {exc}") from None
         fields[name] = tuple(compiled)
     _check_templates(doc, set(fields) | COMMON_VARIABLES, file)
+    declared = dict(event.get("formats") or {})
+    unknown = set(declared) - set(fields)
+    if unknown:
+        raise MappingFileError(file, "$.event.formats", f"format(s) for undeclared field(s) {sorted(unknown)}")
+    formats = {**COMMON_FORMATS, **declared}
     finding = doc["finding"]
     remediation = doc["remediation"]
+    _check_formats(remediation, formats, file, "$.remediation")
     return EventMapping(
         id=doc["id"],
         version=doc["version"],
@@ -262,6 +321,8 @@ def load_mapping_file(path: Path) -> EventMapping:
         cli=tuple(CliSpec(c["description"], c["command"]) for c in remediation["cli"]),
         cases=_cases(doc["cases"]),
         raw=doc,
+        formats=formats,
+        attempt=attempt or load_attempt(path.parent),
     )
 
 
@@ -272,8 +333,9 @@ def load_mappings(directory: str | Path | None = None) -> dict[str, EventMapping
     if not files:
         raise MappingFileError(str(root), "$", "no mapping files (*.yaml) found")
     mappings: dict[str, EventMapping] = {}
+    attempt = load_attempt(root)
     for path in files:
-        mapping = load_mapping_file(path)
+        mapping = load_mapping_file(path, attempt)
         if mapping.event_name in mappings:
             raise MappingFileError(str(path), "$.event.name", f"{mapping.event_name} is mapped twice")
         mappings[mapping.event_name] = mapping

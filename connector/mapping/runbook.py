@@ -13,8 +13,9 @@ def _numbered(steps: tuple[str, ...]) -> list[str]:
     return [f"{index}. {step}" for index, step in enumerate(steps, 1)]
 
 
-def render_runbook(remediation: Remediation) -> str:
-    lines: list[str] = [remediation.summary, "", "## Recover what was removed"]
+def render_runbook(remediation: Remediation, *, first: str = "Recover what was removed") -> str:
+    """``first`` names the opening section: restore steps, or an attempt's investigation."""
+    lines: list[str] = [remediation.summary, "", f"## {first}"]
     lines += _numbered(remediation.recovery)
     lines += ["", "## In the console"]
     lines += _numbered(remediation.console_steps)

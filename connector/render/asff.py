@@ -1,8 +1,8 @@
 """Finding → ASFF (AWS Security Finding Format) for Security Hub ``BatchImportFindings``.
 
-Pure function of the neutral finding. Times are the event's (CreatedAt = UpdatedAt =
-First/LastObservedAt = eventTime) so a redelivered record re-imports the identical finding and
-Security Hub updates it in place instead of adding another. Limits held here: Title 256,
+Pure function of the neutral finding. CreatedAt = First/LastObservedAt = eventTime; UpdatedAt
+is when this version was rendered, so Security Hub applies a corrected finding (same
+deterministic Id) instead of ignoring it as not newer; a redelivery overwrites in place. Limits held here: Title 256,
 Description 1024, Recommendation.Text 512, ProductFields 50 pairs (key 128, value 2048),
 Details.Other values < 1024.
 See https://docs.aws.amazon.com/securityhub/latest/userguide/securityhub-findings-format.html
@@ -11,12 +11,17 @@ See https://docs.aws.amazon.com/securityhub/latest/userguide/securityhub-finding
 from __future__ import annotations
 
 import ipaddress
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from connector.mapping.loader import COMMON_VARIABLES
 from connector.model import Finding
 
 SCHEMA_VERSION = "2018-10-08"
+#: What the Security Hub console shows as the finding's source, instead of "Personal / Default".
+COMPANY_NAME = "CloudTrail Findings Connector"
+PRODUCT_NAME = "EC2 network deletion findings"
 PRODUCT_FIELD_PREFIX = "cloudtrail"
 MAX_PRODUCT_FIELDS = 50
 CONSOLE_HOSTS = {
@@ -50,18 +55,25 @@ def _ipv4(text: str | None) -> str | None:
 
 
 def _api_call_action(finding: Finding) -> dict[str, Any]:
-    """Caller type and address. ``Api``, ``ServiceName`` and ``DomainDetails.Domain`` are left out on
-    purpose: the API Reference documents them as "Length Constraints: 128.", which validators read as
-    *exactly* 128 characters; the API and service travel in ProductFields (cloudtrail/eventName,
-    cloudtrail/eventSource) and the caller's service name in cloudtrail/sourceIPAddress instead."""
+    """The call itself: API, service, caller type and address (``DomainDetails`` for an AWS service
+    calling on a principal's behalf), so Security Hub filters and insights on them work."""
     event = finding.event
-    action: dict[str, Any] = {"FirstSeen": iso(finding), "LastSeen": iso(finding)}
+    action: dict[str, Any] = {
+        "Api": event.event_name[:128],
+        "ServiceName": event.event_source[:128],
+        "FirstSeen": iso(finding),
+        "LastSeen": iso(finding),
+    }
     ip = _ipv4(event.source_ip)
     if ip:
         action["CallerType"] = "remoteip"
         action["RemoteIpDetails"] = {"IpAddressV4": ip}
     elif event.source_ip:
         action["CallerType"] = "domain"  # an AWS service, e.g. cloudformation.amazonaws.com
+        action["DomainDetails"] = {"Domain": event.source_ip[:128]}
+    resources = [r.arn for r in finding.resources if r.role == "target" and r.arn.startswith("arn:")][:10]
+    if resources:
+        action["AffectedResources"] = {f"resource{i}": arn[:1024] for i, arn in enumerate(resources, 1)}
     return action
 
 
@@ -99,8 +111,43 @@ def _product_fields(finding: Finding) -> dict[str, str]:
     for name, value in sorted(finding.values.items()):
         if name not in COMMON_VARIABLES:
             fields[f"{p}/requestParameters/{name}"] = value
+    # What an analyst needs in the console without opening the runbook: the commands with the
+    # event's ids (each within the 2,048-character value limit), what the call does and breaks.
+    for index, command in enumerate(finding.remediation.cli, 1):
+        fields[f"connector/runbook/cli/{index}"] = f"{command.description}: {command.command}"
+    fields["connector/information"] = " ".join(finding.information)
+    fields["connector/impact"] = " ".join(finding.impact)
     clean = {k[:128]: v[:2048] for k, v in fields.items() if v and v.strip()}
     return dict(list(clean.items())[:MAX_PRODUCT_FIELDS])
+
+
+ACTOR_TYPES = {"IAMUser": "AwsIamUser", "AssumedRole": "AwsIamRole", "Role": "AwsIamRole"}
+ARN = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:[0-9]{0,12}:[\x21-\x7e]{1,1900}$")
+ACCESS_KEY = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,124}$")
+
+
+def _actor_resources(finding: Finding) -> list[dict[str, Any]]:
+    """Who acted, as resources with ``ResourceRole`` Actor, so that Security Hub filters and
+    insights by principal or access key find the finding. Only well-formed ARNs and key ids:
+    these come from the record."""
+    event = finding.event
+    ident = event.identity
+    out: list[dict[str, Any]] = []
+    base = {"Partition": event.partition, "Region": event.region, "ResourceRole": "Actor"}
+    role_arn = ident.session_issuer_arn if ident.type == "AssumedRole" else ident.arn
+    if ident.type in ACTOR_TYPES and role_arn and ARN.match(role_arn):
+        out.append({"Type": ACTOR_TYPES[ident.type], "Id": role_arn, **base})
+    # AWS's own integrations use "AWS::IAM::AccessKey:<id>" as the key's Id; ASFF wants an ARN for
+    # Aws* types and an access key has none, so the key is filed under the ARN that used it.
+    if ident.access_key_id and ACCESS_KEY.match(ident.access_key_id) and ident.arn and ARN.match(ident.arn):
+        details = {k: v for k, v in {
+            "PrincipalId": ident.principal_id, "PrincipalType": ident.type,
+            "PrincipalName": ident.user_name or ident.session_issuer_name, "AccountId": ident.account_id,
+            "AccessKeyId": ident.access_key_id,
+        }.items() if v}
+        out.append({"Type": "AwsIamAccessKey", "Id": ident.arn, **base,
+                    "Details": {"AwsIamAccessKey": details}})
+    return out
 
 
 def _resources(finding: Finding) -> list[dict[str, Any]]:
@@ -111,6 +158,7 @@ def _resources(finding: Finding) -> list[dict[str, Any]]:
             "Id": resource.arn,
             "Partition": resource.partition,
             "Region": resource.region,
+            "ResourceRole": "Target" if resource.role == "target" else "Other",
         }
         if resource.asff_type == "Other":
             other = {k[:127]: v[:1023] for k, v in resource.details_other.items() if v.strip()}
@@ -118,22 +166,26 @@ def _resources(finding: Finding) -> list[dict[str, Any]]:
             other.setdefault("ResourceId", resource.id[:1023])
             entry["Details"] = {"Other": dict(list(other.items())[:50])}
         out.append(entry)
-    return out
+    return out + _actor_resources(finding)
 
 
-def render_asff(finding: Finding, *, product_arn: str | None = None) -> dict[str, Any]:
+def render_asff(finding: Finding, *, product_arn: str | None = None, updated_at: datetime | None = None) -> dict[str, Any]:
+    """``updated_at``: when this version was made (defaults to the event time, for pure rendering)."""
     event = finding.event
     when = iso(finding)
+    updated = (updated_at or event.event_time).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     severity = {"Label": finding.severity.name, "Original": finding.severity.name}
     return {
         "SchemaVersion": SCHEMA_VERSION,
         "Id": finding.id,
         "ProductArn": product_arn or default_product_arn(event.partition, event.region, event.account_id),
+        "CompanyName": COMPANY_NAME,
+        "ProductName": PRODUCT_NAME,
         "GeneratorId": finding.mapping_id,
         "AwsAccountId": event.account_id,
         "Types": list(finding.asff_types),
         "CreatedAt": when,
-        "UpdatedAt": when,
+        "UpdatedAt": updated,
         "FirstObservedAt": when,
         "LastObservedAt": when,
         "Severity": severity,

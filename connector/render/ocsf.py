@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from datetime import datetime
 from typing import Any
 
 from connector import __version__
@@ -26,6 +27,7 @@ CATEGORY_UID = 2
 ACTIVITY_CREATE = 1
 STATUS_NEW = 1
 PRODUCT = {
+    "uid": "cloudtrail-findings-connector",
     "name": "CloudTrail Findings Connector",
     "vendor_name": "cloudtrail-findings-connector",
     "version": __version__,
@@ -131,9 +133,10 @@ def _resources(finding: Finding) -> list[dict[str, Any]]:
     ]
 
 
-def render_ocsf(finding: Finding) -> dict[str, Any]:
+def render_ocsf(finding: Finding, *, updated_at: datetime | None = None) -> dict[str, Any]:
     event = finding.event
     when = epoch_ms(finding)
+    modified = int((updated_at or event.event_time).timestamp() * 1000)
     severity_id = int(finding.severity)
     evidence: dict[str, Any] = {"actor": _actor(finding), "api": _api(finding)}
     src = _src_endpoint(finding)
@@ -155,7 +158,12 @@ def render_ocsf(finding: Finding) -> dict[str, Any]:
         "status_id": STATUS_NEW,
         "status": "New",
         "time": when,
+        "timezone_offset": 0,
         "message": finding.title,
+        # A detection worth an analyst's attention; CloudTrail is the authoritative record of the call.
+        "is_alert": True,
+        "confidence_id": 3,
+        "confidence": "High",
         "finding_info": {
             "uid": finding.id,
             "title": finding.title,
@@ -170,6 +178,7 @@ def render_ocsf(finding: Finding) -> dict[str, Any]:
             },
             "attacks": _attacks(finding),
             "created_time": when,
+            "modified_time": modified,
             "first_seen_time": when,
             "last_seen_time": when,
             "data_sources": ["AWS CloudTrail"],
@@ -204,6 +213,8 @@ def render_ocsf(finding: Finding) -> dict[str, Any]:
         "unmapped": {
             "severity_reason": finding.severity_reason,
             "outcome": finding.outcome,
+            "information": list(finding.information),
+            "impact": list(finding.impact),
             "cloudtrail_event_version": event.event_version,
             "request_parameters": {k: v for k, v in finding.values.items() if k not in COMMON_VARIABLES},
         },

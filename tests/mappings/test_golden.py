@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,13 @@ GOLDEN = Path(__file__).parent / "golden"
 CASES = [(case.event_name, case.variant) for case in BOOK.cases() if case.golden]
 
 
+#: The render time golden files are made at (ASFF UpdatedAt, OCSF finding_info.modified_time).
+RENDERED_AT = datetime(2026, 12, 1, 9, 0, 0, tzinfo=UTC)
+
+
 @pytest.fixture(scope="module")
 def factory() -> FindingFactory:
-    return FindingFactory.load()
+    return FindingFactory.load(clock=lambda: RENDERED_AT)
 
 
 @pytest.mark.parametrize(("event", "variant"), CASES, ids=[f"{e}-{v}" for e, v in CASES])

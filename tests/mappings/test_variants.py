@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -14,7 +15,12 @@ from tests.support.records import ACCOUNT, BOOK, EVENTS, RESOURCE_IDS, make_reco
 
 @pytest.fixture(scope="module")
 def factory() -> FindingFactory:
-    return FindingFactory.load()
+    return FindingFactory.load(clock=lambda: RENDERED_AT)
+
+
+RENDERED_AT = datetime(2026, 12, 1, 9, 0, 0, tzinfo=UTC)
+#: CLI verbs that put something back; an attempt's runbook has none.
+RESTORING = ("create-", "attach-", "accept-", "replace-", "associate-")
 
 
 def render(factory: FindingFactory, record: dict) -> dict[str, RenderedFinding]:
@@ -47,13 +53,37 @@ def test_a_failed_call_says_so_and_is_less_severe(factory: FindingFactory, event
         finding = out["asff"].finding
         assert finding.outcome == "failed"
         assert "fail" in finding.title.lower() or "attempt" in finding.title.lower(), finding.title
-        assert "FAILED" in finding.description
+        assert finding.description.startswith("Failed attempt, nothing was deleted"), finding.description
         assert finding.severity < success.severity
+        # An attempt's runbook investigates; it restores nothing that was never removed.
+        assert all(not c.command.split()[2].startswith(RESTORING) for c in finding.remediation.cli), finding.remediation.cli
+        assert "Recover what was removed" not in finding.remediation.runbook
         assert out["ocsf"].document["api"]["response"]["error"].startswith("Client.")
         assert "failed" in out["ocsf"].document["status_detail"].lower()
     # requestParameters null: no resource id is known, the account stands in.
     failed = render(factory, cases["failed"])["asff"].document
     assert failed["Resources"][0]["Id"] == f"AWS::::Account:{ACCOUNT}"
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_root_stays_at_least_high_whatever_the_outcome(factory: FindingFactory, event: str) -> None:
+    for name in ("failed", "dry-run"):
+        record = variants(event)[name]
+        record["userIdentity"] = {"type": "Root", "principalId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:root",
+                                  "accountId": ACCOUNT}
+        finding = render(factory, record)["asff"].finding
+        assert finding.severity >= Severity.HIGH, (name, finding.severity_reason)
+        assert "root" in finding.severity_reason
+
+
+def test_updated_at_is_when_the_finding_was_made_not_the_event_time() -> None:
+    record = make_record(EVENTS[0])
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    first = {r.format: r.document for r in FindingFactory.load(clock=lambda: RENDERED_AT).render(record)}
+    second = {r.format: r.document for r in FindingFactory.load(clock=lambda: later).render(record)}
+    assert first["asff"]["Id"] == second["asff"]["Id"] and first["asff"]["CreatedAt"] == second["asff"]["CreatedAt"]
+    assert first["asff"]["UpdatedAt"] == "2026-12-01T09:00:00.000Z" and second["asff"]["UpdatedAt"] == "2030-01-01T00:00:00.000Z"
+    assert second["ocsf"]["finding_info"]["modified_time"] > first["ocsf"]["finding_info"]["modified_time"]
 
 
 @pytest.mark.parametrize("event", EVENTS)

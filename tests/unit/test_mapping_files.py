@@ -37,7 +37,7 @@ def broken_copy(tmp_path: Path, mutate) -> Path:
     [
         (lambda d: d["finding"]["severity"].update(base="SEVERE"), "$.finding.severity.base", "SEVERE"),
         (lambda d: d["remediation"].pop("recovery"), "$.remediation", "recovery"),
-        (lambda d: d["finding"]["asff_types"].append("Made Up/Category"), "$.finding.asff_types[2]", "does not match"),
+        (lambda d: d["finding"]["asff_types"].append("Made Up/Category"), "$.finding.asff_types[1]", "does not match"),
         (lambda d: d["event"]["resources"][0].pop("details_other"), "$.event.resources[0]", "details_other"),
         (lambda d: d["remediation"]["cli"].append({"description": "x", "command": "rm -rf /"}), "$.remediation.cli[5].command", "does not match"),
         (lambda d: d["finding"].update(title="NAT {natGatewayID}"), "$.finding.title", "natGatewayID"),

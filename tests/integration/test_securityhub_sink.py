@@ -328,3 +328,29 @@ def test_through_the_pipeline_invalid_findings_are_dead_lettered_with_their_erro
     again = build_pipeline(Settings(sinks=("securityhub",)), sinks=[sink], dead_letters=dead_letters)
     assert {m.id for m in again.handle(messages).done} == {m.id for m in messages}
     assert stored_ids(boto3.Session(), region) == held
+
+
+def test_a_corrected_finding_replaces_the_imported_one(aws_env: MotoServer) -> None:
+    """Same deterministic Id, later UpdatedAt, new content: what Security Hub stores afterwards is
+    the correction (a fixed runbook, a new severity), not the first version."""
+    from datetime import UTC, datetime
+
+    from connector.factory import FindingFactory
+    from tests.support.records import EVENT, make_record
+
+    region = "ap-southeast-2"
+    record = make_record(EVENT, event_id="0c0c0c0c-0000-4000-8000-00000000c0de", awsRegion=region,
+                         recipientAccountId=ACCOUNT_ID)
+    first = [r for r in FindingFactory.load(clock=lambda: datetime(2026, 12, 1, tzinfo=UTC)).render(record)
+             if r.format == "asff"]
+    sink = make_sink(region=region, rate_per_second=0)
+    assert [r.outcome for r in sink.send(first)] == [Outcome.OK]
+    corrected_doc = {**first[0].document, "Title": "corrected title", "Severity": {"Label": "CRITICAL", "Original": "CRITICAL"},
+                     "UpdatedAt": "2026-12-02T00:00:00.000Z"}
+    corrected = [replace(first[0], document=corrected_doc)]
+    assert [r.outcome for r in sink.send(corrected)] == [Outcome.OK]
+    client = boto3.client("securityhub", region_name=region)
+    stored = client.get_findings(Filters={"Id": [{"Value": first[0].finding_id, "Comparison": "EQUALS"}]})["Findings"]
+    assert len(stored) == 1, "one finding, updated in place"
+    assert stored[0]["Title"] == "corrected title" and stored[0]["Severity"]["Label"] == "CRITICAL"
+    assert stored[0]["UpdatedAt"].startswith("2026-12-02")

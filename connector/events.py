@@ -74,6 +74,7 @@ def parse_identity(raw: Any) -> Identity:
     issuer = _section(session, "sessionIssuer")
     attributes = _section(session, "attributes")
     mfa = _text(attributes.get("mfaAuthenticated"))
+    on_behalf = _section(raw, "onBehalfOf")
     return Identity(
         type=_text(raw.get("type")),
         arn=_text(raw.get("arn")),
@@ -87,6 +88,9 @@ def parse_identity(raw: Any) -> Identity:
         session_issuer_type=_text(issuer.get("type")),
         session_created=_text(attributes.get("creationDate")),
         mfa_authenticated=None if mfa is None else mfa.lower() == "true",
+        on_behalf_of_user_id=_text(on_behalf.get("userId")),
+        identity_store_arn=_text(on_behalf.get("identityStoreArn")),
+        credential_id=_text(raw.get("credentialId")),
     )
 
 

@@ -51,6 +51,10 @@ class Identity:
     session_issuer_type: str | None = None
     session_created: str | None = None
     mfa_authenticated: bool | None = None
+    #: IAM Identity Center: the directory user behind the session (``onBehalfOf``).
+    on_behalf_of_user_id: str | None = None
+    identity_store_arn: str | None = None
+    credential_id: str | None = None
 
     @property
     def display(self) -> str:
@@ -62,6 +66,8 @@ class Identity:
             return f"{self.session_issuer_name}/{session}" if session else self.session_issuer_name
         if self.user_name:
             return self.user_name
+        if self.on_behalf_of_user_id:
+            return f"Identity Center user {self.on_behalf_of_user_id}"
         if self.arn:
             return self.arn
         if self.invoked_by:

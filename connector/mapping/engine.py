@@ -90,7 +90,7 @@ def extract(mapping: EventMapping, event: CloudTrailEvent) -> TemplateValues:
         "eventTime": event.event_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "eventName": event.event_name,
         "principal": ident.display,
-        "principalArn": ident.arn or ident.invoked_by or ident.principal_id or "unknown",
+        "principalArn": ident.arn or ident.invoked_by or ident.principal_id or ident.identity_store_arn or "unknown",
         "sourceIP": event.source_ip or "unknown",
         "userAgent": event.user_agent or "unknown",
         "errorCode": event.error_code or "",

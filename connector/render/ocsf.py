@@ -34,7 +34,8 @@ PRODUCT = {
 }
 SEVERITY_CAPTIONS = {1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "Critical"}
 #: OCSF user.type_id: 1 User, 2 Admin, 3 System, 99 Other (caption free).
-USER_TYPES = {"IAMUser": (1, "User"), "Root": (2, "Admin"), "AWSService": (3, "System")}
+USER_TYPES = {"IAMUser": (1, "User"), "IdentityCenterUser": (1, "User"), "Root": (2, "Admin"),
+              "AWSService": (4, "Service")}
 
 
 def epoch_ms(finding: Finding) -> int:
@@ -48,13 +49,22 @@ def _user(ident: Identity, account: str) -> dict[str, Any]:
         "type": caption,
         "account": {"uid": ident.account_id or account, "type_id": 10, "type": "AWS Account"},
     }
-    if ident.principal_id:
-        user["uid"] = ident.principal_id
+    # As AWS Security Lake maps CloudTrail: uid is the ARN, uid_alt the principal id, name the
+    # user or session name (the role itself is the session's issuer).
     if ident.arn:
-        user["uid_alt"] = ident.arn
-    name = ident.user_name or ident.session_issuer_name or (ident.arn or "").rsplit("/", 1)[-1] or None
+        user["uid"] = ident.arn
+        if ident.principal_id:
+            user["uid_alt"] = ident.principal_id
+    elif ident.principal_id:
+        user["uid"] = ident.principal_id
+    session_name = (ident.arn or "").rsplit("/", 1)[-1] if ident.type == "AssumedRole" else None
+    name = ident.user_name or session_name or ident.on_behalf_of_user_id or None
+    if ident.type == "Root" and not name:
+        name = "root"
     if name:
         user["name"] = name
+    if ident.identity_store_arn:
+        user["domain"] = ident.identity_store_arn
     if ident.access_key_id:
         # user.credential_uid is deprecated since OCSF 1.6 (check_ocsf --strict rejects it).
         user["programmatic_credentials"] = [{"uid": ident.access_key_id, "type": "AWS Access Key"}]
@@ -81,13 +91,17 @@ def _actor(finding: Finding) -> dict[str, Any]:
 
 def _src_endpoint(finding: Finding) -> dict[str, Any] | None:
     source = finding.event.source_ip
-    if not source:
-        return None
-    try:
-        ipaddress.ip_address(source)
-        return {"ip": source}
-    except ValueError:
-        return {"domain": source[:253]}  # an AWS service name such as cloudformation.amazonaws.com
+    endpoint = finding.event.raw.get("vpcEndpointId")
+    out: dict[str, Any] = {}
+    if isinstance(endpoint, str) and endpoint:
+        out["uid"] = endpoint[:128]  # the call came through this VPC endpoint (Security Lake: src_endpoint.uid)
+    if source:
+        try:
+            ipaddress.ip_address(source)
+            out["ip"] = source
+        except ValueError:
+            out["domain"] = source[:253]  # an AWS service name such as cloudformation.amazonaws.com
+    return out or None
 
 
 def _api(finding: Finding) -> dict[str, Any]:

@@ -100,7 +100,7 @@ def test_root_is_at_least_as_severe_as_a_user(factory: FindingFactory, event: st
     root = render(factory, cases["root"])
     assert root["asff"].finding.severity >= render(factory, cases["success"])["asff"].finding.severity
     user = root["ocsf"].document["evidences"][0]["actor"]["user"]
-    assert user["type_id"] == 2 and user["uid_alt"].endswith(":root")
+    assert user["type_id"] == 2 and user["uid"].endswith(":root")  # uid is the ARN, as in Security Lake
 
 
 @pytest.mark.parametrize("event", EVENTS)
@@ -134,7 +134,7 @@ def test_other_invoking_services(factory: FindingFactory, event: str, service: s
     )
     out = render(factory, record)
     assert out["asff"].finding.event.identity.display == service
-    assert out["ocsf"].document["evidences"][0]["actor"]["user"]["type_id"] == 3
+    assert out["ocsf"].document["evidences"][0]["actor"]["user"]["type_id"] == 4  # Service (OCSF 1.8), as Security Lake types AWS services
 
 
 @pytest.mark.parametrize("event", EVENTS)

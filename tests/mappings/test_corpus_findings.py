@@ -85,3 +85,30 @@ def test_every_variant_of_every_event_passes_the_validators(
         ocsf += [r.document for r in rendered if r.format == "ocsf"]
     _check(shared_dir, "check_asff.py", asff, tmp_path, "--strict", "--require-default-product")
     _check(shared_dir, "check_ocsf.py", ocsf, tmp_path, "--strict")
+
+
+#: CLI verbs that put something back; a finding about an attempt offers none.
+RESTORING = ("create-", "attach-", "accept-", "replace-", "associate-")
+
+
+def test_no_attempt_claims_a_deletion_or_offers_a_restore(factory: FindingFactory, corpus_dir: Path) -> None:
+    """Over every case and every real record: a failed or dry-run call says so first, and its
+    runbook investigates instead of restoring; every boto3 snippet parses."""
+    import ast
+
+    records = [case.record for case in BOOK.cases()]
+    for path in sorted((corpus_dir / "events").rglob("*.json")):
+        records += [item.record for item in Decoder(LimitSettings()).decode(path.read_bytes(), origin=path.name)
+                    if isinstance(item, DecodedRecord) and item.record.get("eventName") in factory.event_names]
+    attempts = 0
+    for record in records:
+        rendered = factory.render(record, origin="attempts")
+        finding = rendered[0].finding
+        ast.parse(finding.remediation.boto3)
+        if finding.outcome == "succeeded":
+            continue
+        attempts += 1
+        assert finding.description.startswith(("Failed attempt, nothing was deleted", "Permission probe (dry run)")), finding.description
+        assert not any(c.command.split()[2].startswith(RESTORING) for c in finding.remediation.cli)
+        assert "deleted" not in finding.title.lower().replace("nothing was deleted", "")
+    assert attempts >= 3 * len(factory.event_names)

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal, get_args
 
 #: Where a message came from: decides ordering (Kinesis) and how a dead letter names it.
-MessageOrigin = Literal["sqs", "kinesis", "file", ""]
+MessageOrigin = Literal["sqs", "kinesis", "file", "deadletter", ""]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any, ClassVar, Protocol
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from connector.model import DeadLetter
 from connector.registry import Registry
@@ -42,6 +43,34 @@ def letter_document(letter: DeadLetter) -> dict[str, Any]:
         "body": body_text,
         "dead_lettered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLetter:
+    """A letter read back for ``connector redrive``: its handle in the destination and its document."""
+
+    handle: str
+    document: Mapping[str, Any]
+
+    def body(self) -> bytes:
+        """The original bytes, exactly as they arrived."""
+        text = str(self.document.get("body", ""))
+        if self.document.get("body_encoding") == "base64":
+            return base64.b64decode(text)
+        return text.encode("utf-8")
+
+
+@runtime_checkable
+class Redrivable(Protocol):
+    """A destination whose letters can be read back, removed once handled, and the rest put back."""
+
+    url: str
+
+    def take(self) -> Iterator[StoredLetter]: ...
+
+    def remove(self, handles: Sequence[str]) -> None: ...
+
+    def restore(self) -> None: ...
 
 
 class DeadLetterSink(Protocol):

@@ -3,14 +3,18 @@ and record id as message attributes, so the queue's console shows why without op
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import boto3
 
-from connector.deadletters.base import MAX_REASON, letter_document, register
+from connector.deadletters.base import MAX_REASON, StoredLetter, letter_document, register
 from connector.errors import DeliveryError
 from connector.model import DeadLetter
+
+log = logging.getLogger(__name__)
 
 
 @register("https")
@@ -40,3 +44,50 @@ class SqsDeadLetters:
                 raise DeliveryError(f"dead-letter queue {self.url}: {exc}") from exc
             if response.get("Failed"):
                 raise DeliveryError(f"dead-letter queue {self.url}: {response['Failed']}")
+
+    # -- redrive -----------------------------------------------------------------------------
+    iam_redrive_actions: ClassVar[tuple[str, ...]] = (
+        "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+    )
+    #: How long a taken letter stays invisible to others while the redrive handles it.
+    HOLD_SECONDS = 300
+
+    def take(self) -> Iterator[StoredLetter]:
+        """Every visible message, until two receives in a row come back empty. Messages moved
+        here by a queue's redrive policy carry no attributes: they are letters without a stage."""
+        self._held: list[str] = []
+        empty = 0
+        while empty < 2:
+            answer = self.client.receive_message(
+                QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1, VisibilityTimeout=self.HOLD_SECONDS,
+                MessageAttributeNames=["All"], AttributeNames=["SentTimestamp"],
+            )
+            messages = answer.get("Messages", [])
+            empty = 0 if messages else empty + 1
+            for message in messages:
+                attrs = {k: v.get("StringValue", "") for k, v in (message.get("MessageAttributes") or {}).items()}
+                sent = int(message.get("Attributes", {}).get("SentTimestamp", "0")) / 1000
+                doc = {
+                    "stage": attrs.get("stage", ""), "reason": attrs.get("reason", ""),
+                    "error_type": attrs.get("error_type", ""), "record_id": attrs.get("record_id", message["MessageId"]),
+                    "source": attrs.get("source", "sqs"), "body_encoding": attrs.get("body_encoding", "utf-8"),
+                    "body": message.get("Body", ""),
+                    "dead_lettered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sent)),
+                }
+                self._held.append(message["ReceiptHandle"])
+                yield StoredLetter(message["ReceiptHandle"], doc)
+
+    def remove(self, handles: Sequence[str]) -> None:
+        for handle in handles:
+            self.client.delete_message(QueueUrl=self.url, ReceiptHandle=handle)
+            if handle in self._held:
+                self._held.remove(handle)
+
+    def restore(self) -> None:
+        """Make every letter not removed visible again at once (not after the hold)."""
+        for handle in getattr(self, "_held", []):
+            try:
+                self.client.change_message_visibility(QueueUrl=self.url, ReceiptHandle=handle, VisibilityTimeout=0)
+            except Exception as exc:  # it becomes visible after the hold anyway
+                log.warning("could not release dead letter: %s", exc)
+        self._held = []

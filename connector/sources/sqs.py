@@ -28,6 +28,8 @@ from connector.retry import Backoff, retry_call
 from connector.sources.base import register
 
 log = logging.getLogger(__name__)
+#: DeleteMessageBatch codes of a receipt handle superseded by a later receive.
+STALE_RECEIPT = frozenset({"ReceiptHandleIsInvalid"})
 
 #: Seconds a released message stays invisible before it is tried again.
 RELEASE_DELAY_SECONDS = 10
@@ -209,6 +211,13 @@ class SqsSource:
                 by_id = {e["Id"]: e for e in chunk}
                 for failure in response.get("Failed", []):
                     entry = by_id[failure["Id"]]
+                    if operation == "delete_message_batch" and failure.get("Code") in STALE_RECEIPT:
+                        # The visibility timeout ran out and the message was received again (or
+                        # already deleted): this receipt cannot delete it, and need not — the newer
+                        # receive owns it and its findings are already in every sink (dedupe).
+                        log.info("message %s was received again before this delete; the newer receive acknowledges it",
+                                 entry["Id"])
+                        continue
                     if failure.get("SenderFault"):
                         refused.append(f"{entry['Id']}: {failure.get('Code')}")
                     else:

@@ -223,3 +223,4 @@ def test_logs_are_json_and_never_hold_credentials() -> None:
     line = json.loads(stream.getvalue())
     assert "hunter2" not in stream.getvalue() and "ABCDEFGHIJKLMNOP" not in stream.getvalue()
     assert line["record_id"] == "r-1" and line["level"] == "WARNING"
+

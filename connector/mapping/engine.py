@@ -102,7 +102,7 @@ def extract(mapping: EventMapping, event: CloudTrailEvent) -> TemplateValues:
         "userName": ident.user_name or ((ident.arn or "").rsplit("/", 1)[-1] if ident.type == "AssumedRole" else None),
         "roleArn": ident.session_issuer_arn if ident.type == "AssumedRole" else ident.arn,
     }
-    values.update({k: v for k, v in common.items()})
+    values.update(common)
     values.update({k: text for k, v in extra.items() if (text := _as_text(v))})
     for key in ("principal", "principalArn", "userAgent", "errorMessage", "sourceIP"):
         values[key] = _as_text(values[key]) or ""

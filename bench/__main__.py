@@ -1,0 +1,69 @@
+"""One bench command: ``python -m bench [--quick] [--json PATH] [--only NAME ...]``.
+
+Every figure is a ratio against a baseline measured in the same run on the same bytes, with the
+absolute numbers behind it. ``--quick`` (under 5 minutes here) runs smaller corpora and fewer
+rounds; the full run is what the closing notes quote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import corpus, decode_paths, findings  # noqa: E402
+
+SECTIONS = ("decode", "findings")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller corpora, fewer rounds (under 5 minutes)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
+    args = parser.parse_args(argv)
+    sections = set(args.only or SECTIONS)
+    rounds = 3 if args.quick else 7
+    out: dict[str, Any] = {"quick": args.quick, "rounds": rounds}
+    rows: list[tuple[str, str, str]] = []
+    started = time.monotonic()
+
+    if "decode" in sections:
+        data = corpus.Corpus.build(60_000 if args.quick else 200_000)
+        lost = 0
+        for path in decode_paths.run(data, rounds):
+            key = f"decode_select_over_floor_{path.name}"
+            out[key] = round(path.speed.ratio, 4)
+            out[f"{key}_abs"] = {"floor_records_per_s": round(path.floor_records_per_s),
+                                 "ours_records_per_s": round(path.ours_records_per_s),
+                                 "targets_found": path.found, "targets_expected": path.expected}
+            lost += max(0, path.expected - path.found)
+            rows.append((key, f"{path.speed.ratio:.3f}",
+                         f"{path.ours_records_per_s:,.0f} vs floor {path.floor_records_per_s:,.0f} rec/s; "
+                         f"targets {path.found}/{path.expected}"))
+        out["lost_decode"] = lost
+
+    if "findings" in sections:
+        per_s, rendered = findings.records_per_s(1000 if args.quick else 4000, rounds)
+        out["map_validate_records_per_s"] = round(per_s)
+        rows.append(("map_validate_records_per_s", f"{per_s:,.0f}", f"both formats, {rendered} findings per round"))
+
+    out["lost"] = sum(v for k, v in out.items() if k.startswith("lost_"))
+    rows.append(("lost", str(out["lost"]), "targets missing anywhere above"))
+    out["seconds"] = round(time.monotonic() - started, 1)
+    width = max(len(r[0]) for r in rows)
+    for key, value, detail in rows:
+        print(f"{key:<{width}}  {value:>10}  {detail}")
+    print(f"({out['seconds']} s)")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 1 if out["lost"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,80 @@
+"""Decode + select on the four paths records arrive by, over the floor of the same bytes.
+
+The floor is what no consumer can avoid: python-isal's gunzip for gzipped payloads (S3 log
+files, CloudWatch Logs via Kinesis), one regex pass for plain bodies (SQS, EventBridge). The
+result also counts targets found: a faster path that loses one is a failure, not a speed-up.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from isal import isal_zlib
+
+from bench.corpus import Corpus
+from bench.timing import Ratio, ratio
+from connector.config import LimitSettings
+from connector.envelopes import DecodedRecord, Decoder
+from connector.factory import FindingFactory
+from connector.select import Selector
+
+
+@dataclass(frozen=True)
+class PathResult:
+    name: str
+    records: int
+    found: int
+    expected: int
+    speed: Ratio
+
+    @property
+    def floor_records_per_s(self) -> float:
+        return self.records / self.speed.base_seconds
+
+    @property
+    def ours_records_per_s(self) -> float:
+        return self.records / self.speed.ours_seconds
+
+
+def _skipped(item: object) -> int:
+    return int(getattr(item, "count", 0))
+
+
+def run(corpus: Corpus, rounds: int) -> list[PathResult]:
+    factory = FindingFactory.load()
+    selector = Selector(factory.event_names)
+    decoder = Decoder(LimitSettings(), prefilter=selector.might_match)
+    pattern = re.compile(b"|".join(re.escape(n.encode()) for n in sorted(factory.event_names)))
+    paths: dict[str, tuple[list[bytes], bool]] = {
+        "logfiles": (corpus.log_files(), True),
+        "cwl": (corpus.cwl_payloads(), True),
+        "sqs": (corpus.sqs_bodies(), False),
+        "eventbridge": (corpus.eventbridge_bodies(), False),
+    }
+    results = []
+    for name, (bodies, gzipped) in paths.items():
+        found = 0
+
+        def ours(bodies: list[bytes] = bodies) -> None:
+            nonlocal found
+            found = 0
+            for index, body in enumerate(bodies):
+                for item in decoder.decode(body, origin=f"b{index}"):
+                    if isinstance(item, DecodedRecord) and selector.matches(item.record):
+                        found += 1
+
+        floor: Callable[[], object]
+        if gzipped:
+            def floor(bodies: list[bytes] = bodies) -> None:
+                for body in bodies:
+                    isal_zlib.decompress(body, wbits=31)
+        else:
+            def floor(bodies: list[bytes] = bodies) -> None:
+                search = pattern.search
+                for body in bodies:
+                    search(body)
+        speed = ratio(floor, ours, rounds)
+        results.append(PathResult(name, len(corpus.records), found, corpus.targets, speed))
+    return results

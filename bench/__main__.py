@@ -16,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import corpus, decode_paths, findings  # noqa: E402
+from bench import corpus, decode_paths, findings
 
 SECTIONS = ("decode", "findings")
 

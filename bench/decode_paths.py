@@ -45,7 +45,7 @@ def _skipped(item: object) -> int:
 def run(corpus: Corpus, rounds: int) -> list[PathResult]:
     factory = FindingFactory.load()
     selector = Selector(factory.event_names)
-    decoder = Decoder(LimitSettings(), prefilter=selector.might_match)
+    decoder = Decoder(LimitSettings(), prefilter=selector.pattern)
     pattern = re.compile(b"|".join(re.escape(n.encode()) for n in sorted(factory.event_names)))
     paths: dict[str, tuple[list[bytes], bool]] = {
         "logfiles": (corpus.log_files(), True),

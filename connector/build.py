@@ -64,7 +64,7 @@ def build_stages(
     """
     factory = FindingFactory.load(mappings_dir or settings.mappings_dir or None, settings.securityhub.product_arn)
     selector = Selector(factory.event_names, since=since, until=until)
-    decoder = Decoder(settings.limits, s3_client=s3, prefilter=selector.might_match if prefilter else None)
+    decoder = Decoder(settings.limits, s3_client=s3, prefilter=selector.pattern if prefilter else None)
     return Stages(factory, decoder, selector)
 
 

@@ -120,6 +120,9 @@ class JsonlSettings:
 @dataclass(frozen=True, slots=True)
 class LimitSettings:
     max_decompressed_bytes: int = 256 * 1024 * 1024
+    #: Streamed objects (large S3 log files) may inflate beyond ``max_decompressed_bytes`` if they
+    #: stay within this ratio of their compressed size (real log files ~10:1, bombs ~1000:1).
+    max_gzip_ratio: int = 100
     max_depth: int = 64
     max_record_bytes: int = 4 * 1024 * 1024
     max_nesting: int = 8

@@ -14,16 +14,32 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import re
-import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+import msgspec
+
 from connector.config import LimitSettings
 from connector.errors import DecodeError, LimitExceeded, SourceError
+from connector.inflate import GZIP_MAGIC, gunzip, inflate
+from connector.record_split import (
+    CLOUDTRAIL_RECORD_HEAD,
+    COMPACT_HEAD,
+    CWL_EVENTS_KEY,
+    CWL_HEAD,
+    LOG_FILE_HEAD,
+    cwl_events,
+    log_file_records,
+    select_records,
+    stream_log_file,
+)
+
+__all__ = ["Buffer", "DecodeFailure", "DecodedRecord", "Decoder", "Item", "Skipped", "gunzip", "json_depth_exceeds"]
 
 #: Decoded bytes: ``bytes`` as received, ``bytearray`` after bounded gunzip (no extra copy).
 Buffer = bytes | bytearray
@@ -48,12 +64,22 @@ def _loads(data: Buffer) -> Any:
     return json.loads(data)
 
 
-GZIP_MAGIC = b"\x1f\x8b"
 #: S3 errors that a retry cannot fix: the message is dead-lettered with the reason.
 PERMANENT_S3_ERRORS = frozenset({"NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidObjectState", "404", "403"})
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/\r\n]+={0,2}\s*$")
-#: Markers of envelopes whose records are not in the bytes themselves (S3 references, base64).
-_INDIRECT = re.compile(rb'"(s3|s3Bucket|s3ObjectKey|data|awslogs|kinesis|Message|Messages|body|Body|Sns|records|detail)"')
+#: Markers of envelopes whose records may not be in the bytes themselves (S3 references, base64
+#: strings), also JSON-escaped inside another envelope's string. Not ``detail``: an EventBridge
+#: CloudTrail event carries its record as plain JSON, and every EventBridge body has one.
+_INDIRECT = re.compile(rb'\\?"(?:s3|s3Bucket|s3ObjectKey|data|awslogs|kinesis|Message|Messages|body|Body|Sns|records)\\?"|Object Created')
+#: Bodies that are one CloudTrail record (versions 1.x) or an EventBridge CloudTrail event: whatever
+#: they contain is the record itself, never a further envelope, so the name test alone decides.
+_TERMINAL_HEAD = re.compile(rb'\{\s*"eventVersion"\s*:\s*"1\.|\{[^{}]{0,300}?"detail-type"\s*:\s*"AWS API Call via CloudTrail"')
+_EVENTBRIDGE_CLOUDTRAIL = b'"detail-type":"AWS API Call via CloudTrail"'
+#: Objects read from S3 above this size are inflated and split as they arrive, not read whole.
+STREAM_OVER_BYTES = 8 << 20
+STREAM_CHUNK = 1 << 20
+#: Inflated bytes per window when a log file is split as it streams.
+STREAM_WINDOW = 4 << 20
 _BRACKETS = re.compile(rb"[\[\]{}]")
 
 
@@ -76,35 +102,15 @@ class DecodeFailure:
     origin: str
 
 
-Item = DecodedRecord | DecodeFailure
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Records the byte pre-filter dropped unparsed: not targets, but still counted as skipped."""
+
+    count: int
 
 
-def gunzip(data: Buffer, limit: int, *, origin: str) -> bytearray:
-    """Inflate (multi-member) gzip in bounded steps; reject bombs and truncated streams."""
-    out = bytearray()
-    pending = data
-    while pending:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        chunk_input = pending
-        while True:
-            try:
-                # Bounded steps: zlib sizes its output buffer by max_length, so a large one costs
-                # memory up front even for a small file.
-                piece = inflater.decompress(chunk_input, max(1, min(1 << 20, limit - len(out) + 1)))
-            except zlib.error as exc:
-                raise DecodeError(f"corrupt gzip data: {exc}", record_id=origin) from None
-            out += piece
-            if len(out) > limit:
-                raise LimitExceeded(f"gzip expands beyond {limit} bytes (possible gzip bomb); rejected", record_id=origin)
-            chunk_input = inflater.unconsumed_tail
-            if not chunk_input:
-                break
-        if not inflater.eof:
-            raise DecodeError("truncated gzip data (stream ended early)", record_id=origin)
-        pending = inflater.unused_data
-        if pending and not pending.startswith(GZIP_MAGIC):
-            break  # trailing garbage after the last member is ignored, as gzip(1) does
-    return out  # a bytearray: every consumer accepts it, and a copy of a large file is avoided
+SKIPPED_ONE = Skipped(1)
+Item = DecodedRecord | DecodeFailure | Skipped
 
 
 def json_depth_exceeds(data: Buffer, max_depth: int) -> bool:
@@ -127,14 +133,15 @@ def json_depth_exceeds(data: Buffer, max_depth: int) -> bool:
 
 
 class Decoder:
-    """Unwraps envelopes. ``s3_client`` enables S3 notifications; ``prefilter`` skips non-targets cheaply."""
+    """Unwraps envelopes. ``s3_client`` enables S3 notifications; ``prefilter`` (the target names'
+    pattern, ``Selector.pattern``) skips non-targets before they are parsed."""
 
     def __init__(
         self,
         limits: LimitSettings,
         *,
         s3_client: Any = None,
-        prefilter: Callable[[Buffer], bool] | None = None,
+        prefilter: re.Pattern[bytes] | None = None,
     ) -> None:
         self.limits = limits
         self.s3 = s3_client
@@ -142,7 +149,51 @@ class Decoder:
 
     # -- entry --------------------------------------------------------------------------
     def decode(self, body: bytes, *, origin: str) -> Iterator[Item]:
+        # The common case first, with nothing else done: one CloudTrail record (or EventBridge
+        # event) that is not a target costs one regex pass.
+        prefilter = self.prefilter
+        if prefilter is not None and body[-1:] == b"}" and _is_terminal(body) and prefilter.search(body) is None:
+            yield SKIPPED_ONE
+            return
         yield from self._bytes(body, origin, 0)
+
+    def decode_stream(self, chunks: Iterable[Buffer], *, origin: str) -> Iterator[Item]:
+        """Like ``decode`` for a body too large to hold: gzip is inflated and log files are split as
+        the chunks arrive, so memory stays bounded whatever the size. Records found before a
+        failure (a truncated file) are kept; the failure is reported after them."""
+        source = iter(chunks)
+        first = next(source, b"")
+        rest: Iterable[Buffer] = itertools.chain([first], source)
+        where = origin
+        if bytes(first[:2]) == GZIP_MAGIC:
+            limits = self.limits
+            rest = inflate(rest, limit=limits.max_decompressed_bytes, ratio=limits.max_gzip_ratio, origin=origin)
+            where = origin + ">gzip"
+        try:
+            pieces = iter(rest)
+            head = b""
+            while len(head) < 64:
+                piece = next(pieces, None)
+                if piece is None:
+                    break
+                head += bytes(piece)
+            if not LOG_FILE_HEAD.match(head.lstrip()):
+                whole = bytearray(head)
+                for piece in pieces:
+                    whole += piece
+                    if len(whole) > self.limits.max_decompressed_bytes:
+                        raise LimitExceeded(f"object is over {self.limits.max_decompressed_bytes} bytes and not a log file", record_id=origin)
+                yield from self._bytes(whole, where, 1)
+                return
+            windows = stream_log_file(
+                pieces, window=STREAM_WINDOW, max_record_bytes=self.limits.max_record_bytes, origin=where, prefix=head.lstrip()
+            )
+            offset = 0
+            for body, raws in windows:
+                yield from self._records(body, raws, where, 1, head=1, tail=1, first_index=offset)
+                offset += len(raws)
+        except DecodeError as exc:
+            yield self._fail(exc, b"", where)
 
     def _fail(self, error: DecodeError, body: Buffer, origin: str) -> DecodeFailure:
         return DecodeFailure(error, bytes(body[: self.limits.max_record_bytes]), origin)
@@ -172,21 +223,35 @@ class Decoder:
             if decoded:
                 yield from self._bytes(decoded, origin + ">base64", level + 1)
                 return
-        try:
-            stripped.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if _looks_like_lines(stripped):  # JSON Lines: only the bad line is lost
-                yield from self._lines(stripped, origin, level)
-                return
-            yield self._fail(DecodeError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", record_id=origin), data, origin)
-            return
+        if stripped[:1] == b"{":  # record containers are split without parsing their records
+            if LOG_FILE_HEAD.match(stripped):
+                raws = log_file_records(stripped)
+                if raws is not None:
+                    compact = stripped.startswith(COMPACT_HEAD) and stripped.endswith(b"]}")
+                    yield from self._records(stripped, raws, origin, level, head=len(COMPACT_HEAD) if compact else -1, tail=2)
+                    return
+            elif CWL_HEAD.match(stripped):
+                payload = cwl_events(stripped)
+                if payload is not None and payload[0] in ("DATA_MESSAGE", "CONTROL_MESSAGE"):
+                    yield from self._cwl(payload[0], payload[1], origin, level, stripped)
+                    return
         if (
             self.prefilter is not None
             and stripped[:1] + stripped[-1:] in (b"{}", b"[]")  # looks whole: garbage still gets its error
-            and not self.prefilter(stripped)
-            and not _INDIRECT.search(stripped)
+            and self.prefilter.search(stripped) is None
+            and not self._may_hide(stripped)
         ):
-            return  # no target event name and nothing that could hide one: not ours
+            yield SKIPPED_ONE  # no target event name and nothing that could hide one: not ours
+            return
+        if not stripped.isascii():  # most CloudTrail is ASCII; only the rest needs the full check
+            try:
+                stripped.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if _looks_like_lines(stripped):  # JSON Lines: only the bad line is lost
+                    yield from self._lines(stripped, origin, level)
+                    return
+                yield self._fail(DecodeError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", record_id=origin), data, origin)
+                return
         if stripped[:1] not in (b"{", b"["):
             yield self._fail(DecodeError(f"not JSON, gzip or base64: {stripped[:60]!r}", record_id=origin), data, origin)
             return
@@ -198,6 +263,73 @@ class Decoder:
             yield parsed
             return
         yield from self._value(parsed, origin, level + 1)
+
+    @staticmethod
+    def _may_hide(data: Any) -> bool:
+        """Could ``data`` hold a target whose name is not in its bytes (base64, an S3 reference)?"""
+        return not _is_terminal(data) and _INDIRECT.search(data) is not None
+
+    def _records(
+        self, doc: Buffer, raws: list[msgspec.Raw], origin: str, level: int, *, head: int, tail: int, first_index: int = 0
+    ) -> Iterator[Item]:
+        """The entries of a ``Records`` array: only those that may be targets are parsed."""
+        prefilter = self.prefilter
+        chosen: Iterable[tuple[int, bool]]
+        if prefilter is None:
+            chosen = ((index, True) for index in range(len(raws)))
+        else:
+            known = select_records(doc, head, tail, raws, prefilter, CLOUDTRAIL_RECORD_HEAD) if head >= 0 else None
+            chosen = known if known is not None else self._record_by_record(raws, prefilter)
+        parsed_count = 0
+        for index, hit in chosen:
+            raw = raws[index]
+            if not hit and not self._may_hide(raw):
+                continue
+            parsed_count += 1
+            where = f"{origin}#{first_index + index}"
+            parsed = self._parse(bytes(memoryview(raw)), where)
+            if isinstance(parsed, DecodeFailure):
+                yield parsed
+            else:
+                yield from self._lambda_record(parsed, where, level)
+        if len(raws) > parsed_count:
+            yield Skipped(len(raws) - parsed_count)
+
+    @staticmethod
+    def _record_by_record(raws: list[msgspec.Raw], prefilter: re.Pattern[bytes]) -> Iterator[tuple[int, bool]]:
+        for index, raw in enumerate(raws):
+            if prefilter.search(raw) is not None:
+                yield index, True
+            elif not _is_terminal(raw):
+                yield index, False
+
+    def _cwl(self, message_type: str, events: list[msgspec.Raw], origin: str, level: int, doc: Buffer) -> Iterator[Item]:
+        """A CloudWatch Logs payload: each log event's message is one record as text, never an
+        envelope, so the name test alone decides which events are parsed."""
+        if message_type == "CONTROL_MESSAGE":
+            return
+        prefilter = self.prefilter
+        chosen: Iterable[int]
+        if prefilter is None:
+            chosen = range(len(events))
+        else:
+            start = doc.find(CWL_EVENTS_KEY)
+            known = select_records(doc, start + len(CWL_EVENTS_KEY), 2, events, prefilter) if start > 0 and doc.endswith(b"]}") else None
+            if known is not None:
+                chosen = [index for index, _ in known]
+            else:
+                chosen = [i for i, raw in enumerate(events) if prefilter.search(raw) is not None]
+        parsed_count = 0
+        for index in chosen:
+            parsed_count += 1
+            where = f"{origin}>cwl#{index}"
+            event = self._parse(bytes(memoryview(events[index])), where)
+            if isinstance(event, DecodeFailure):
+                yield event
+            elif isinstance(event, dict):
+                yield from self._text(event.get("message"), where, level)
+        if len(events) > parsed_count:
+            yield Skipped(len(events) - parsed_count)
 
     def _lines(self, data: Buffer, origin: str, level: int) -> Iterator[Item]:
         lines: list[Buffer] = list(data.splitlines())
@@ -334,12 +466,15 @@ class Decoder:
         try:
             response = self.s3.get_object(Bucket=str(bucket), Key=key)
             size = int(response.get("ContentLength") or 0)
-            if size > self.limits.max_decompressed_bytes:
-                raise LimitExceeded(f"object is {size} bytes > {self.limits.max_decompressed_bytes}", record_id=where)
+            if size > STREAM_OVER_BYTES:  # inflated and split as it arrives: memory stays bounded
+                yield from self.decode_stream(_reading(response["Body"], where), origin=where)
+                return
             data = response["Body"].read(self.limits.max_decompressed_bytes + 1)
         except DecodeError as exc:
             yield self._fail(exc, b"", where)
             return
+        except SourceError:
+            raise
         except Exception as exc:
             code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
             if code in PERMANENT_S3_ERRORS:
@@ -348,3 +483,21 @@ class Decoder:
             # Throttling, 5xx, connection trouble: the message must come back later, not be dead-lettered.
             raise SourceError(f"reading s3://{bucket}/{key} failed, will retry: {exc}", record_id=where) from exc
         yield from self._bytes(data, where, level + 1)
+
+
+def _is_terminal(data: Any) -> bool:
+    """``_TERMINAL_HEAD``, with the compact forms AWS writes tested first by plain byte compares."""
+    head = data if isinstance(data, (bytes, bytearray)) else bytes(memoryview(data)[:200])
+    if head.startswith(CLOUDTRAIL_RECORD_HEAD):
+        return True
+    if head.startswith(b'{"version":"0"') and head.find(_EVENTBRIDGE_CLOUDTRAIL, 0, 200) > 0:
+        return True
+    return _TERMINAL_HEAD.match(head) is not None
+
+
+def _reading(body: Any, where: str) -> Iterator[bytes]:
+    """An S3 body in chunks; a connection lost mid-object is a retry of the message, not a letter."""
+    try:
+        yield from body.iter_chunks(STREAM_CHUNK)
+    except Exception as exc:
+        raise SourceError(f"reading {where} failed mid-object, will retry: {exc}", record_id=where) from exc

@@ -9,7 +9,7 @@ No I/O happens here.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, get_args
@@ -33,6 +33,9 @@ class SourceMessage:
     attempt: int = 1
     source: MessageOrigin = ""
     attributes: Mapping[str, str] = field(default_factory=dict)
+    #: For a body too large to hold (a big log file): opens it as chunks, and ``body`` is only a
+    #: reference to it (what a dead letter of the whole message carries).
+    chunks: Callable[[], Iterable[bytes]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,14 +13,15 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from cachetools import TTLCache
 
 from connector import metrics
 from connector.deadletters import DeadLetterSink
-from connector.envelopes import DecodeFailure, Decoder
+from connector.envelopes import DecodeFailure, Decoder, Skipped
 from connector.errors import ConnectorError, DeliveryError
 from connector.factory import FindingFactory
 from connector.model import DeadLetter, DeliveryResult, Outcome, RenderedFinding, SourceMessage
@@ -48,6 +49,13 @@ class _Work:
     letters: list[DeadLetter]
     skipped: int
     failed: bool = False
+    #: A streamed message's findings and letters already delivered part by part (not held).
+    done_ids: set[str] = field(default_factory=set)
+    done_letters: int = 0
+
+
+#: Findings (and letters) per part of a streamed file: memory is bounded by this, not the file.
+STREAM_PART_FINDINGS = 500
 
 
 def _key(item: RenderedFinding) -> tuple[str, str]:
@@ -77,32 +85,63 @@ class Pipeline:
         self._cache_lock = threading.Lock()
 
     # -- map -------------------------------------------------------------------------------
-    def map_records(self, body: bytes, origin: str) -> tuple[list[RenderedFinding], list[DeadLetter], int]:
-        """Decode one message body into rendered findings, dead letters and a count of skipped records."""
+    def map_records(
+        self, body: bytes, origin: str, chunks: Callable[[], Iterable[bytes]] | None = None
+    ) -> tuple[list[RenderedFinding], list[DeadLetter], int]:
+        """Decode one message body (or, for a large file, its chunks as they are read) into
+        rendered findings, dead letters and a count of skipped records."""
         rendered: list[RenderedFinding] = []
         letters: list[DeadLetter] = []
         skipped = 0
-        for item in self.decoder.decode(body, origin=origin):
+        for part in self.map_parts(body, origin, chunks):
+            rendered += part[0]
+            letters += part[1]
+            skipped += part[2]
+        return rendered, letters, skipped
+
+    def map_parts(
+        self, body: bytes, origin: str, chunks: Callable[[], Iterable[bytes]] | None = None, *, part_size: int = 0
+    ) -> Iterator[tuple[list[RenderedFinding], list[DeadLetter], int]]:
+        """``map_records`` in parts of about ``part_size`` findings and letters (0: one part), so
+        that a large streamed file is delivered as it is read instead of held whole."""
+        rendered: list[RenderedFinding] = []
+        letters: list[DeadLetter] = []
+        skipped = 0
+        items = self.decoder.decode_stream(chunks(), origin=origin) if chunks else self.decoder.decode(body, origin=origin)
+        for item in items:
+            if isinstance(item, Skipped):
+                skipped += item.count
+                continue
             if isinstance(item, DecodeFailure):
                 letters.append(
                     DeadLetter("decode", str(item.error), item.origin, item.body, origin, type(item.error).__name__)
                 )
-                continue
-            try:
-                if not self.selector.matches(item.record):
-                    skipped += 1
-                    continue
-                rendered.extend(self.factory.render(item.record, origin=item.origin))
-                metrics.EVENTS_SELECTED.labels(str(item.record.get("eventName"))).inc()
-            except ConnectorError as exc:
-                raw = json.dumps(item.record, default=str).encode()
-                letters.append(DeadLetter(exc.stage, str(exc), exc.record_id or item.origin, raw, origin, type(exc).__name__))
-            except Exception as exc:
-                raw = json.dumps(item.record, default=str).encode()
-                reason = f"unexpected {type(exc).__name__} while mapping: {exc}"
-                letters.append(DeadLetter("map", reason, item.origin, raw, origin, type(exc).__name__))
+            else:
+                skipped += self._map_one(item.record, item.origin, origin, rendered, letters)
+            if part_size and len(rendered) + len(letters) >= part_size:
+                metrics.EVENTS_SKIPPED.inc(skipped)
+                yield rendered, letters, skipped
+                rendered, letters, skipped = [], [], 0
         metrics.EVENTS_SKIPPED.inc(skipped)
-        return rendered, letters, skipped
+        yield rendered, letters, skipped
+
+    def _map_one(
+        self, record: Mapping[str, Any], where: str, origin: str, rendered: list[RenderedFinding], letters: list[DeadLetter]
+    ) -> int:
+        """Select and render one record into ``rendered`` (or a letter); 1 if it was skipped."""
+        try:
+            if not self.selector.matches(record):
+                return 1
+            rendered.extend(self.factory.render(record, origin=where))
+            metrics.EVENTS_SELECTED.labels(str(record.get("eventName"))).inc()
+        except ConnectorError as exc:
+            raw = json.dumps(record, default=str).encode()
+            letters.append(DeadLetter(exc.stage, str(exc), exc.record_id or where, raw, origin, type(exc).__name__))
+        except Exception as exc:
+            raw = json.dumps(record, default=str).encode()
+            reason = f"unexpected {type(exc).__name__} while mapping: {exc}"
+            letters.append(DeadLetter("map", reason, where, raw, origin, type(exc).__name__))
+        return 0
 
     # -- deliver ---------------------------------------------------------------------------
     def _deliver(self, sink: Sink, items: list[RenderedFinding]) -> dict[tuple[str, str], DeliveryResult]:
@@ -142,20 +181,57 @@ class Pipeline:
         remember what every sink holds.
         """
         started = time.monotonic()
-        work = self._map_messages(messages)
+        work = self._map_messages([m for m in messages if m.chunks is None])
+        self._deliver_work(work)
+        work += [self._handle_streamed(m) for m in messages if m.chunks is not None]
+        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+        ok = [w for w in work if not w.failed]
+        return BatchResult(
+            done=tuple(w.message for w in ok),
+            retry=tuple(w.message for w in work if w.failed),
+            findings=len({i.finding_id for w in ok for i in w.rendered} | {i for w in ok for i in w.done_ids}),
+            dead_lettered=sum(len(w.letters) + w.done_letters for w in ok),
+            skipped=sum(w.skipped for w in work),
+        )
+
+    def _deliver_work(self, work: list[_Work]) -> None:
         pending = self._not_yet_delivered(work)
         failed_keys, permanent = self._deliver_everywhere(pending)
         self._assign_letters(work, pending, failed_keys, permanent)
         self._store_letters(work)
         self._remember_delivered(work, permanent)
-        metrics.BATCH_SECONDS.observe(time.monotonic() - started)
-        return BatchResult(
-            done=tuple(w.message for w in work if not w.failed),
-            retry=tuple(w.message for w in work if w.failed),
-            findings=len({i.finding_id for w in work if not w.failed for i in w.rendered}),
-            dead_lettered=sum(len(w.letters) for w in work if not w.failed),
-            skipped=sum(w.skipped for w in work),
-        )
+
+    def _handle_streamed(self, message: SourceMessage) -> _Work:
+        """A large file: each part is delivered (and its letters stored) before the next is read.
+
+        The message is acknowledged only if every part went through; a part that fails stops it
+        for redelivery, and the parts before it are not sent again (finding ids are stable and
+        the delivered-ids cache knows them).
+        """
+        metrics.RECORDS_IN.labels(message.source or "unknown").inc()
+        total = _Work(message, [], [], 0)
+        try:
+            for rendered, letters, skipped in self.map_parts(
+                message.body, f"{message.source}:{message.id}", message.chunks, part_size=STREAM_PART_FINDINGS
+            ):
+                part = _Work(message, rendered, letters, skipped)
+                self._deliver_work([part])
+                total.skipped += skipped
+                if part.failed:
+                    total.failed = True
+                    break
+                total.done_ids.update(i.finding_id for i in rendered)
+                total.done_letters += len(part.letters)
+        except ConnectorError as exc:
+            log.warning("message %s kept for redelivery: %s", message.id, exc)
+            total.failed = True
+        except Exception as exc:
+            reason = f"unexpected {type(exc).__name__} while decoding: {exc}"
+            part = _Work(message, [], [DeadLetter("decode", reason, message.id, message.body, message.source, type(exc).__name__)], 0)
+            self._store_letters([part])
+            total.failed = part.failed
+            total.done_letters += len(part.letters)
+        return total
 
     # -- the phases of ``handle`` --------------------------------------------------------------
     def _map_messages(self, messages: Sequence[SourceMessage]) -> list[_Work]:
@@ -168,7 +244,7 @@ class Pipeline:
         for message in messages:
             metrics.RECORDS_IN.labels(message.source or "unknown").inc()
             try:
-                rendered, letters, skipped = self.map_records(message.body, f"{message.source}:{message.id}")
+                rendered, letters, skipped = self.map_records(message.body, f"{message.source}:{message.id}", message.chunks)
             except ConnectorError as exc:
                 log.warning("message %s kept for redelivery: %s", message.id, exc)
                 work.append(_Work(message, [], [], 0, failed=True))

@@ -32,11 +32,12 @@ class Selector:
         self.since = since.strftime("%Y-%m-%dT%H:%M:%SZ") if since else None
         self.until = until.strftime("%Y-%m-%dT%H:%M:%SZ") if until else None
         # One compiled alternation scans the bytes once, whatever the number of names.
-        self._pattern = re.compile(b"|".join(re.escape(name.encode()) for name in sorted(self.event_names)))
+        #: The decoder's pre-filter: a body in which it finds nothing cannot be a target.
+        self.pattern = re.compile(b"|".join(re.escape(name.encode()) for name in sorted(self.event_names)))
 
     def might_match(self, raw: bytes | bytearray) -> bool:
         """False only when no target event name occurs anywhere in ``raw``."""
-        return self._pattern.search(raw) is not None
+        return self.pattern.search(raw) is not None
 
     def matches(self, record: Mapping[str, Any]) -> bool:
         if record.get("eventSource") != self.event_source or record.get("eventName") not in self.event_names:

@@ -15,7 +15,7 @@ from typing import Any
 
 from connector.build import build_stages, s3_client
 from connector.commands.common import USAGE_ERROR, add_settings_options, report, settings_or_report
-from connector.envelopes import DecodeFailure
+from connector.envelopes import DecodeFailure, Skipped
 from connector.errors import ConnectorError
 from connector.model import FORMATS
 
@@ -51,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
     written = skipped = invalid = 0
     out = sys.stdout
     for item in decoder.decode(body, origin=origin):
+        if isinstance(item, Skipped):
+            skipped += item.count
+            continue
         if isinstance(item, DecodeFailure):
             invalid += 1
             print(f"invalid: {item.origin}: {item.error}", file=sys.stderr)

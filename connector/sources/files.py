@@ -6,6 +6,7 @@ CloudTrail's ``AWSLogs/<account>/CloudTrail/<region>/YYYY/MM/DD/`` layout is tim
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterator, Sequence
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from connector.config import Settings
+from connector.envelopes import STREAM_CHUNK, STREAM_OVER_BYTES
 from connector.errors import SourceError
 from connector.model import SourceMessage
 from connector.sources.base import register
@@ -110,23 +112,40 @@ class FilesSource:
         except Exception as exc:  # NoSuchBucket, AccessDenied, no credentials: one clear reason
             raise SourceError(f"cannot list {self.location}: {exc}") from exc
 
-    def _read(self, name: str) -> bytes:
+    def _message(self, name: str) -> SourceMessage:
+        """The file as a message; a large one as a reference that the decoder streams, so a
+        200 MB log file costs a window of memory, not its size."""
         if name.startswith("s3://"):
             parsed = urlparse(name)
-            return bytes(self.s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"].read())
-        return Path(name).read_bytes()
+            bucket, key = parsed.netloc, parsed.path.lstrip("/")
+            response = self.s3.get_object(Bucket=bucket, Key=key)
+            size = int(response.get("ContentLength") or 0)
+            self.bytes_read += size
+            if size > STREAM_OVER_BYTES:  # read again as chunks when decoded; the reference is a CloudTrail S3 notice
+                response["Body"].close()
+                reference = json.dumps({"s3Bucket": bucket, "s3ObjectKey": [key]}).encode()
+                s3 = self.s3
+                return SourceMessage(id=name, body=reference, ack_token=name, source="file",
+                                     chunks=lambda: s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(STREAM_CHUNK))
+            return SourceMessage(id=name, body=bytes(response["Body"].read()), ack_token=name, source="file")
+        path = Path(name)
+        size = path.stat().st_size
+        self.bytes_read += size
+        if size > STREAM_OVER_BYTES:
+            reference = json.dumps({"file": name, "bytes": size}).encode()
+            return SourceMessage(id=name, body=reference, ack_token=name, source="file", chunks=lambda: _file_chunks(path))
+        return SourceMessage(id=name, body=path.read_bytes(), ack_token=name, source="file")
 
     def receive(self) -> list[SourceMessage]:
         try:
             for name in self._files:
                 try:
-                    body = self._read(name)
+                    message = self._message(name)
                 except Exception as exc:
                     self.unreadable.append((name, str(exc)))
                     log.error("cannot read %s: %s", name, exc)
                     continue
-                self.bytes_read += len(body)
-                return [SourceMessage(id=name, body=body, ack_token=name, source="file")]
+                return [message]
         except SourceError as exc:
             self.error = str(exc)
             self._drained = True
@@ -154,3 +173,9 @@ class FilesSource:
 
     def close(self) -> None:
         pass
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(STREAM_CHUNK):
+            yield chunk

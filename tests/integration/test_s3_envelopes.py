@@ -25,7 +25,7 @@ def upload(bucket: str, key: str, ids: list[str]) -> None:
 
 
 def decode(body: dict) -> tuple[list[str], list[DecodeFailure]]:
-    decoder = Decoder(LimitSettings(), s3_client=boto3.client("s3"), prefilter=Selector(EVENTS).might_match)
+    decoder = Decoder(LimitSettings(), s3_client=boto3.client("s3"), prefilter=Selector(EVENTS).pattern)
     items = list(decoder.decode(json.dumps(body).encode(), origin="t"))
     found = sorted(i.record["eventID"] for i in items if isinstance(i, DecodedRecord) and Selector(EVENTS).matches(i.record))
     return found, [i for i in items if isinstance(i, DecodeFailure)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from connector.config import LimitSettings
-from connector.envelopes import DecodedRecord, Decoder
+from connector.envelopes import DecodedRecord, Decoder, Skipped
 from connector.factory import FindingFactory
 from connector.select import Selector
 from tests.support.records import BOOK
@@ -24,9 +24,11 @@ def factory() -> FindingFactory:
 
 def _map_file(factory: FindingFactory, path: Path) -> list:
     selector = Selector(factory.event_names)
-    decoder = Decoder(LimitSettings(), prefilter=selector.might_match)
+    decoder = Decoder(LimitSettings(), prefilter=selector.pattern)
     out = []
     for item in decoder.decode(path.read_bytes(), origin=str(path)):
+        if isinstance(item, Skipped):  # dropped unparsed by the byte pre-filter: not a target
+            continue
         assert isinstance(item, DecodedRecord), f"{path}: {item}"
         if selector.matches(item.record):
             out.extend(factory.render(item.record, origin=item.origin))

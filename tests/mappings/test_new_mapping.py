@@ -53,7 +53,7 @@ def test_its_cases_are_built_from_its_file(book: CaseBook) -> None:
 def test_selection_and_findings(book: CaseBook, directory: Path) -> None:
     factory = FindingFactory.load(str(directory))
     selector = Selector(factory.event_names)
-    decoder = Decoder(LimitSettings(), prefilter=selector.might_match)
+    decoder = Decoder(LimitSettings(), prefilter=selector.pattern)
     body = json.dumps({"Records": [case.record for case in book.cases(NAME)]}).encode()
     decoded = [item for item in decoder.decode(body, origin="test") if isinstance(item, DecodedRecord)]
     selected = [item.record for item in decoded if selector.matches(item.record)]

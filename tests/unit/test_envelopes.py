@@ -114,7 +114,7 @@ def test_every_kind_alone_and_nested(name: str) -> None:
     assert not failures(items), failures(items)
     assert targets(items) == sorted(expected)
     # The byte prefilter (the service's cheap path) never loses a target.
-    assert targets(decode(body, prefilter=SELECTOR.might_match)) == sorted(expected)
+    assert targets(decode(body, prefilter=SELECTOR.pattern)) == sorted(expected)
 
 
 def test_corpus_envelopes_decode_without_crashing(corpus_dir: Path) -> None:

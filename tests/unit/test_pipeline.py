@@ -65,7 +65,7 @@ def make_pipeline(tmp_path: Path, *sinks: RecordingSink) -> tuple[Pipeline, File
     letters = FileDeadLetters(f"file://{tmp_path}/dlq")
     pipeline = Pipeline(
         factory=factory,
-        decoder=Decoder(LimitSettings(), prefilter=selector.might_match),
+        decoder=Decoder(LimitSettings(), prefilter=selector.pattern),
         selector=selector,
         sinks=list(sinks),
         dead_letters=letters,
@@ -144,7 +144,7 @@ def test_without_a_dead_letter_destination_bad_records_are_not_acked(tmp_path: P
     factory = FindingFactory.load()
     selector = Selector(factory.event_names)
     pipeline = Pipeline(
-        factory=factory, decoder=Decoder(LimitSettings(), prefilter=selector.might_match), selector=selector,
+        factory=factory, decoder=Decoder(LimitSettings(), prefilter=selector.pattern), selector=selector,
         sinks=[RecordingSink()], dead_letters=MissingDeadLetters(),
     )
     bad = message(1, make_record(EVENT, eventID=None))
@@ -167,7 +167,7 @@ def test_redrive_policy_mode_leaves_bad_messages_in_the_queue(tmp_path: Path) ->
     factory = FindingFactory.load()
     selector = Selector(factory.event_names)
     pipeline = Pipeline(
-        factory=factory, decoder=Decoder(LimitSettings(), prefilter=selector.might_match), selector=selector,
+        factory=factory, decoder=Decoder(LimitSettings(), prefilter=selector.pattern), selector=selector,
         sinks=[RecordingSink()], dead_letters=open_dead_letters("", leave_to_redrive=True),
     )
     bad = SourceMessage(id="bad", body=b"garbage, not JSON", source="sqs")

@@ -1,0 +1,186 @@
+"""Splitting record containers (CloudTrail log files, CloudWatch Logs payloads) into the raw bytes
+of each record, without building a dict for any of them.
+
+Of a real trail only about one record in a hundred is a target, so parsing every record into
+Python objects (what ``json.loads`` of a log file does) is the cost to avoid. msgspec's ``Raw``
+validates the JSON structure and returns each array element as a view of its bytes; the
+decoder then runs the name pre-filter per record and parses only the hits.
+
+Large log files are split as they inflate (``stream_log_file``), so memory does not grow with
+the file. A window is cut at a candidate record boundary ``},{"`` (a ``{"`` cannot occur inside a
+JSON string, where quotes are escaped) and accepted only if the bytes up to it parse as a
+complete array of values: a cut inside a record's nested structure leaves brackets open and is
+refused, so a record nested inside another one (say in a failed call's request parameters) can
+never be taken for a top-level record.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import re
+from collections.abc import Iterable, Iterator, Sequence
+
+import msgspec
+
+from connector.errors import DecodeError, LimitExceeded
+
+
+class _LogFile(msgspec.Struct):
+    Records: list[msgspec.Raw]
+
+
+class _CwlPayload(msgspec.Struct):
+    messageType: str
+    logEvents: list[msgspec.Raw] = []
+
+
+_LOG_FILE = msgspec.json.Decoder(_LogFile)
+_CWL = msgspec.json.Decoder(_CwlPayload)
+_RAWS = msgspec.json.Decoder(list[msgspec.Raw])
+_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+
+LOG_FILE_HEAD = re.compile(rb'\{\s*"Records"\s*:\s*\[')
+#: Exactly how CloudTrail writes a log file; when a document has this head and no other bytes
+#: than the records and single commas, each record's offset follows from the lengths.
+COMPACT_HEAD = b'{"Records":['
+CWL_HEAD = re.compile(rb'\{\s*"messageType"\s*:')
+#: Where a compact CloudWatch Logs payload's events start (the array is its last member).
+CWL_EVENTS_KEY = b'"logEvents":['
+#: How every CloudTrail record (versions 1.x) starts in a log file CloudTrail wrote.
+CLOUDTRAIL_RECORD_HEAD = b'{"eventVersion":"1.'
+
+_CANDIDATES = (b'},{"eventVersion":', b'},{"')
+_TAIL = re.compile(rb'\]\s*\}\s*$')
+
+
+def log_file_records(doc: bytes | bytearray) -> list[msgspec.Raw] | None:
+    """The records of a ``{"Records": [...]}`` document, or None if it is not one (or invalid)."""
+    try:
+        return _LOG_FILE.decode(doc).Records
+    except _ERRORS:
+        return None
+
+
+def cwl_events(doc: bytes | bytearray) -> tuple[str, list[msgspec.Raw]] | None:
+    """(messageType, raw log events) of a CloudWatch Logs payload, or None."""
+    try:
+        payload = _CWL.decode(doc)
+    except _ERRORS:
+        return None
+    return payload.messageType, payload.logEvents
+
+
+def select_records(
+    doc: bytes | bytearray,
+    head: int,
+    tail: int,
+    raws: Sequence[msgspec.Raw],
+    pattern: re.Pattern[bytes],
+    terminal: bytes | None = None,
+) -> list[tuple[int, bool]] | None:
+    """Which records to parse, from one pass of ``pattern`` over the whole document:
+    ``(index, is_hit)`` for each record in which the pattern occurs, and (``is_hit`` False) each
+    that does not start with ``terminal`` and so may be an envelope hiding one.
+
+    Valid only for a compact layout (``head`` bytes, the records separated by single commas,
+    ``tail`` bytes): then the lengths give every record's offset, and the total length proves
+    the layout. Otherwise None, and the caller tests record by record.
+    """
+    lengths = list(map(len, raws))
+    if head + sum(lengths) + max(len(raws) - 1, 0) + tail != len(doc):
+        return None
+    positions = [m.start() for m in pattern.finditer(doc, head)]
+    count = len(positions)
+    if terminal is None or doc.count(terminal) == len(raws):
+        # Every record starts as CloudTrail writes one (nested look-alikes could only make the
+        # count larger), so none is an envelope: the hits are found by bisecting the offsets.
+        ends = list(itertools.accumulate((length + 1 for length in lengths), initial=head))[1:]  # past each comma
+        return sorted({(bisect.bisect_right(ends, position), True) for position in positions})
+    selected: list[tuple[int, bool]] = []
+    offset, p = head, 0
+    startswith = doc.startswith
+    for index, length in enumerate(lengths):
+        end = offset + length
+        hit = False
+        while p < count and positions[p] < end:
+            hit = True  # positions are past ``head`` and separators hold no name: it is in this record
+            p += 1
+        if hit:
+            selected.append((index, True))
+        elif terminal is not None and not startswith(terminal, offset):
+            selected.append((index, False))
+        offset = end + 1
+    return selected
+
+
+def stream_log_file(
+    pieces: Iterable[bytes | bytearray], *, window: int, max_record_bytes: int, origin: str, prefix: bytes = b""
+) -> Iterator[tuple[bytes, list[msgspec.Raw]]]:
+    """Split a log file arriving in ``pieces`` (inflated bytes) into windows of whole records.
+
+    Yields ``(window_bytes, raws)``; ``window_bytes`` is ``[`` + records + ``]`` so that
+    ``select_records(window_bytes, 1, 1, raws, ...)`` applies. ``prefix`` is what the caller already read.
+    Raises ``DecodeError`` when the bytes are not a log file or are truncated, and
+    ``LimitExceeded`` when no record boundary is found within ``max_record_bytes`` beyond a window.
+    """
+    buffer = bytearray(prefix)
+    source = iter(pieces)
+    started = False
+    exhausted = False
+    while True:
+        while not exhausted and len(buffer) < window:
+            piece = next(source, None)
+            if piece is None:
+                exhausted = True
+            else:
+                buffer += piece
+        if not started:
+            head = LOG_FILE_HEAD.match(buffer)
+            if head is None:
+                raise DecodeError("streamed object is not a CloudTrail log file", record_id=origin)
+            del buffer[: head.end()]
+            started = True
+        if exhausted:
+            tail = _TAIL.search(buffer)
+            if tail is None:
+                raise DecodeError("truncated log file (no closing ']}')", record_id=origin)
+            body = b"[" + bytes(buffer[: tail.start()]) + b"]"
+            try:
+                raws = _RAWS.decode(body)
+            except _ERRORS as exc:
+                raise DecodeError(f"invalid JSON in log file: {str(exc)[:200]}", record_id=origin) from None
+            if raws:
+                yield body, raws
+            return
+        cut = _cut(buffer)
+        if cut is None:
+            if len(buffer) > window + max_record_bytes:
+                raise LimitExceeded(f"no record boundary within {max_record_bytes} bytes", record_id=origin)
+            piece = next(source, None)  # a record larger than the rest of the window: read on
+            if piece is None:
+                exhausted = True
+            else:
+                buffer += piece
+            continue
+        body, raws = cut
+        yield body, raws
+        del buffer[: len(body) - 2]  # the records; then the comma after them
+        if buffer[:1] == b",":
+            del buffer[:1]
+
+
+def _cut(buffer: bytearray) -> tuple[bytes, list[msgspec.Raw]] | None:
+    """The longest prefix of ``buffer`` ending at a top-level record boundary, as a parsed array."""
+    for candidate in _CANDIDATES:  # how CloudTrail starts a record first, then any object boundary
+        end = len(buffer)
+        for _ in range(4):  # nested boundaries are tried from the end; each failure costs a parse
+            at = buffer.rfind(candidate, 0, end)
+            if at < 0:
+                break
+            body = b"[" + bytes(buffer[: at + 1]) + b"]"
+            try:
+                return body, _RAWS.decode(body)
+            except _ERRORS:
+                end = at
+    return None

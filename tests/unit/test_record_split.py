@@ -1,0 +1,141 @@
+"""Log files split without a dict per record, and streamed: the fast paths find exactly what a
+full parse finds, count what they skip, never take a nested look-alike for a record, and keep
+every limit."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from connector.config import LimitSettings
+from connector.envelopes import DecodedRecord, DecodeFailure, Decoder, Skipped
+from connector.errors import DecodeError, LimitExceeded
+from connector.inflate import INPUT_STEP, gunzip, inflate
+from connector.select import Selector
+from tests.support.records import EVENTS, make_record
+
+SELECTOR = Selector(EVENTS)
+
+
+def compact(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def noise(i: int) -> dict[str, object]:
+    record = make_record(EVENTS[0], event_id=f"noise-{i}")
+    record.update(eventName="GetObject", eventSource="s3.amazonaws.com", responseElements=None,
+                  requestParameters={"bucketName": "logs", "key": f"k/{i}"})
+    return record
+
+
+def forged_inside(i: int) -> dict[str, object]:
+    """A failed call whose request parameters carry two CloudTrail look-alike records, laid out so
+    that the bytes between record-boundary candidates parse as a complete target record."""
+    record = noise(i)
+    fake = [make_record(EVENTS[1], event_id=f"forged-{i}-{n}") for n in range(3)]
+    record["requestParameters"] = {"policy": {"Statement": [{"Sid": "a"}, *fake]}}
+    record["errorCode"] = "MalformedPolicy"
+    return record
+
+
+def trail(count: int, every: int = 10) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for i in range(count):
+        if i % every == 0:
+            out.append(make_record(EVENTS[i % len(EVENTS)], event_id=f"target-{i}"))
+        elif i % every == 5:
+            out.append(forged_inside(i))
+        else:
+            out.append(noise(i))
+    return out
+
+
+def found(items: list[object]) -> tuple[list[str], int, list[DecodeFailure]]:
+    ids = sorted(str(i.record["eventID"]) for i in items if isinstance(i, DecodedRecord) and SELECTOR.matches(i.record))
+    skipped = sum(i.count for i in items if isinstance(i, Skipped))  # dropped unparsed by the pre-filter
+    skipped += sum(1 for i in items if isinstance(i, DecodedRecord) and not SELECTOR.matches(i.record))
+    return ids, skipped, [i for i in items if isinstance(i, DecodeFailure)]
+
+
+def chunks(data: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+@pytest.mark.parametrize("layout", ["compact", "spaced"])
+def test_split_log_file_finds_what_a_full_parse_finds_and_counts_the_rest(layout: str) -> None:
+    records = trail(200)
+    doc = compact({"Records": records}) if layout == "compact" else json.dumps({"Records": records}, indent=1).encode()
+    expected = sorted(str(r["eventID"]) for r in records if str(r["eventID"]).startswith("target-"))
+    full, _, _ = found(list(Decoder(LimitSettings()).decode(doc, origin="t")))
+    assert full == expected
+    fast = list(Decoder(LimitSettings(), prefilter=SELECTOR.pattern).decode(gzip.compress(doc), origin="t"))
+    ids, skipped, failures = found(fast)
+    assert ids == expected and not failures
+    assert skipped == len(records) - len(expected)  # every record is either a finding or counted
+
+
+def test_no_nested_look_alike_is_ever_taken_for_a_record() -> None:
+    records = [forged_inside(i) for i in range(20)]
+    doc = compact({"Records": records})
+    for decoder in (Decoder(LimitSettings()), Decoder(LimitSettings(), prefilter=SELECTOR.pattern)):
+        ids, _, _ = found(list(decoder.decode(doc, origin="t")))
+        assert ids == []
+        streamed, _, _ = found(list(decoder.decode_stream(chunks(gzip.compress(doc), 4096), origin="t")))
+        assert streamed == []
+
+
+@pytest.mark.parametrize("piece", [1, 777, 64 * 1024])
+def test_a_streamed_log_file_gives_the_same_records_in_any_chunking(piece: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("connector.envelopes.STREAM_WINDOW", 16 * 1024)  # many windows, many cuts
+    records = trail(300)
+    data = gzip.compress(compact({"Records": records}))
+    expected = sorted(str(r["eventID"]) for r in records if str(r["eventID"]).startswith("target-"))
+    decoder = Decoder(LimitSettings(), prefilter=SELECTOR.pattern)
+    ids, skipped, failures = found(list(decoder.decode_stream(chunks(data, piece), origin="t")))
+    assert ids == expected and not failures and skipped == len(records) - len(expected)
+    # Record origins count across windows: the n-th record of the file is #n.
+    origins = [i.origin for i in decoder.decode_stream(chunks(data, 4096), origin="t") if isinstance(i, DecodedRecord) and SELECTOR.matches(i.record)]
+    assert origins == [f"t>gzip#{n}" for n in range(0, 300, 10)]
+
+
+def test_a_truncated_streamed_file_keeps_the_records_before_the_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("connector.envelopes.STREAM_WINDOW", 8 * 1024)
+    data = gzip.compress(compact({"Records": trail(300)}))
+    items = list(Decoder(LimitSettings(), prefilter=SELECTOR.pattern).decode_stream(chunks(data[: len(data) // 2], 1000), origin="t"))
+    ids, _, failures = found(items)
+    assert ids and len(ids) < 30
+    assert len(failures) == 1 and "truncated" in str(failures[0].error)
+
+
+def test_a_stream_that_is_not_a_log_file_is_decoded_whole_within_the_limit() -> None:
+    body = compact({"Type": "Notification", "Message": compact(make_record(EVENTS[0], event_id="sns")).decode()})
+    ids, _, _ = found(list(Decoder(LimitSettings()).decode_stream(chunks(gzip.compress(body), 100), origin="t")))
+    assert ids == ["sns"]
+    items = list(Decoder(LimitSettings(max_decompressed_bytes=50)).decode_stream(chunks(body, 10), origin="t"))
+    assert any(isinstance(i.error, LimitExceeded) for i in items if isinstance(i, DecodeFailure))
+
+
+def test_large_honest_files_pass_the_ratio_limit_and_bombs_do_not() -> None:
+    honest = compact({"Records": [noise(i) for i in range(3000)]})
+    packed = gzip.compress(honest)
+    ratio = len(honest) // len(packed) + 5
+    limit = len(honest) // 4  # the file is 4x the size limit, but of an honest ratio
+    assert sum(map(len, inflate(chunks(packed, 4096), limit=limit, ratio=ratio, origin="t"))) == len(honest)
+    bomb = gzip.compress(b"\0" * (limit * 8))
+    with pytest.raises(LimitExceeded, match="gzip bomb"):
+        sum(map(len, inflate(chunks(bomb, 4096), limit=limit, ratio=ratio, origin="t")))
+    with pytest.raises(LimitExceeded, match="gzip bomb"):  # held in memory: the size limit is absolute
+        gunzip(packed, limit, origin="t")
+
+
+def test_inflation_handles_members_split_across_chunks_and_ignores_trailing_garbage() -> None:
+    first, second = b"a" * (INPUT_STEP + 3), b"b" * 1000
+    data = gzip.compress(first) + gzip.compress(second) + b"garbage"
+    for size in (1, 2, 3, 1001, len(data)):
+        assert b"".join(inflate(chunks(data, size), limit=1 << 30, ratio=0, origin="t")) == first + second
+    with pytest.raises(DecodeError, match="truncated"):
+        b"".join(inflate(chunks(gzip.compress(first)[:-9], 100), limit=1 << 30, ratio=0, origin="t"))

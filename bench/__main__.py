@@ -16,7 +16,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import corpus, decode_paths, findings
+from bench import ensure_floor_libraries
+
+ensure_floor_libraries()
+
+from bench import corpus, decode_paths, findings  # noqa: E402 - after the install above
 
 SECTIONS = ("decode", "findings")
 
@@ -34,9 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     if "decode" in sections:
-        data = corpus.Corpus.build(60_000 if args.quick else 200_000)
+        size = 60_000 if args.quick else 200_000
+        data = corpus.Corpus.build(size)
+        rare = corpus.Corpus.build(size, share=0.0001, seed=9)
         lost = 0
-        for path in decode_paths.run(data, rounds):
+        for path in decode_paths.run(data, rounds, rare):
             key = f"decode_select_over_floor_{path.name}"
             out[key] = round(path.speed.ratio, 4)
             out[f"{key}_abs"] = {"floor_records_per_s": round(path.floor_records_per_s),

@@ -60,11 +60,11 @@ def write_log_file(path: Path, gz_bytes: int) -> tuple[int, int]:
 def probe_logfile(path: str) -> None:
     """Child process: replay one file through the real pipeline stages, print the figures."""
     from connector.config import LimitSettings
+    from connector.deadletters.file import FileDeadLetters
     from connector.envelopes import Decoder
     from connector.factory import FindingFactory
     from connector.pipeline import Pipeline
     from connector.select import Selector
-    from connector.deadletters.file import FileDeadLetters
     from connector.sinks.jsonl import JsonlSink
     from connector.sources.files import FilesSource
 

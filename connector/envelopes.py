@@ -74,6 +74,7 @@ _INDIRECT = re.compile(rb'\\?"(?:s3|s3Bucket|s3ObjectKey|data|awslogs|kinesis|Me
 #: Bodies that are one CloudTrail record (versions 1.x) or an EventBridge CloudTrail event: whatever
 #: they contain is the record itself, never a further envelope, so the name test alone decides.
 _TERMINAL_HEAD = re.compile(rb'\{\s*"eventVersion"\s*:\s*"1\.|\{[^{}]{0,300}?"detail-type"\s*:\s*"AWS API Call via CloudTrail"')
+CLOUDTRAIL_LOG_HEAD = COMPACT_HEAD + CLOUDTRAIL_RECORD_HEAD
 _EVENTBRIDGE_CLOUDTRAIL = b'"detail-type":"AWS API Call via CloudTrail"'
 #: Objects read from S3 above this size are inflated and split as they arrive, not read whole.
 STREAM_OVER_BYTES = 8 << 20
@@ -110,6 +111,7 @@ class Skipped:
 
 
 SKIPPED_ONE = Skipped(1)
+_SKIPPED_ONE_ONLY = (SKIPPED_ONE,)
 Item = DecodedRecord | DecodeFailure | Skipped
 
 
@@ -148,14 +150,18 @@ class Decoder:
         self.prefilter = prefilter
 
     # -- entry --------------------------------------------------------------------------
-    def decode(self, body: bytes, *, origin: str) -> Iterator[Item]:
+    def decode(self, body: bytes, *, origin: str) -> Iterable[Item]:
         # The common case first, with nothing else done: one CloudTrail record (or EventBridge
-        # event) that is not a target costs one regex pass.
+        # event) that is not a target costs one regex pass (and no generator).
         prefilter = self.prefilter
-        if prefilter is not None and body[-1:] == b"}" and _is_terminal(body) and prefilter.search(body) is None:
-            yield SKIPPED_ONE
-            return
-        yield from self._bytes(body, origin, 0)
+        if (
+            prefilter is not None
+            and (body.startswith(CLOUDTRAIL_RECORD_HEAD) or _is_terminal(body))
+            and body.endswith(b"}")
+            and prefilter.search(body) is None
+        ):
+            return _SKIPPED_ONE_ONLY
+        return self._bytes(body, origin, 0)
 
     def decode_stream(self, chunks: Iterable[Buffer], *, origin: str) -> Iterator[Item]:
         """Like ``decode`` for a body too large to hold: gzip is inflated and log files are split as
@@ -225,6 +231,16 @@ class Decoder:
                 return
         if stripped[:1] == b"{":  # record containers are split without parsing their records
             if LOG_FILE_HEAD.match(stripped):
+                if (
+                    self.prefilter is not None
+                    and stripped.startswith(CLOUDTRAIL_LOG_HEAD)
+                    and self.prefilter.search(stripped) is None
+                ):
+                    # A CloudTrail log file without a target name anywhere: nothing in it can be a
+                    # target (its records are never envelopes), so it is not even split; the
+                    # records are counted by their heads.
+                    yield Skipped(stripped.count(CLOUDTRAIL_RECORD_HEAD))
+                    return
                 raws = log_file_records(stripped)
                 if raws is not None:
                     compact = stripped.startswith(COMPACT_HEAD) and stripped.endswith(b"]}")

@@ -64,3 +64,28 @@ def test_missing_objects_are_dead_lettered_with_the_object_named(aws_env: MotoSe
     found, failures = decode(sns({"s3Bucket": bucket, "s3ObjectKey": ["gone.json.gz"]}))
     assert found == [] and len(failures) == 1
     assert "gone.json.gz" in str(failures[0].error) and "NoSuchKey" in str(failures[0].error)
+
+
+def test_large_objects_are_streamed_from_s3_and_by_replay(aws_env: MotoServer, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Above the stream threshold an object is inflated and split as it is read (through the
+    notice path and through replay's file source), with the same records as a whole read."""
+    import connector.envelopes
+    import connector.sources.files
+    from connector.sources.files import FilesSource
+
+    monkeypatch.setattr(connector.envelopes, "STREAM_OVER_BYTES", 1000)
+    monkeypatch.setattr(connector.sources.files, "STREAM_OVER_BYTES", 1000)
+    monkeypatch.setattr(connector.envelopes, "STREAM_WINDOW", 4096)
+    monkeypatch.setattr(connector.envelopes, "STREAM_CHUNK", 512)
+    bucket = f"trail-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    ids = [f"big-{i}" for i in range(60)]
+    upload(bucket, "AWSLogs/big.json.gz", ids)
+    assert decode(sns({"s3Bucket": bucket, "s3ObjectKey": ["AWSLogs/big.json.gz"]})) == (sorted(ids), [])
+
+    source = FilesSource(f"s3://{bucket}/AWSLogs/", s3_client=boto3.client("s3"))
+    [message] = source.receive()
+    assert message.chunks is not None and b"s3Bucket" in message.body  # a reference, not the object
+    decoder = Decoder(LimitSettings(), s3_client=boto3.client("s3"), prefilter=Selector(EVENTS).pattern)
+    items = list(decoder.decode_stream(message.chunks(), origin="r"))
+    assert sorted(i.record["eventID"] for i in items if isinstance(i, DecodedRecord) and Selector(EVENTS).matches(i.record)) == sorted(ids)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
+import pytest
+
 from connector.config import LimitSettings, Settings
 from connector.deadletters.file import FileDeadLetters
 from connector.envelopes import Decoder
@@ -226,3 +228,40 @@ def test_poison_messages_are_dead_lettered_alone_and_their_neighbours_delivered(
     stored = letters.read()
     assert stored, "poison is dead-lettered, with its stage and reason"
     assert all(s["stage"] and s["reason"] for s in stored)
+
+
+class FailsAfter(RecordingSink):
+    """Accepts ``budget`` send calls, then is down until revived."""
+
+    def __init__(self, budget: int) -> None:
+        super().__init__()
+        self.budget = budget
+
+    def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]:
+        if self.budget <= 0:
+            self.down = True
+        self.budget -= 1
+        return super().send(batch)
+
+
+def test_a_streamed_file_is_delivered_in_parts_and_a_failed_part_is_retried_without_resending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("connector.pipeline.STREAM_PART_FINDINGS", 10)
+    records = [make_record(EVENTS[i % len(EVENTS)], event_id=f"big-{i}") for i in range(40)]
+    data = json.dumps({"Records": records}).encode()
+    streamed = SourceMessage(id="big", body=b'{"file": "big"}', source="file",
+                             chunks=lambda: (data[i : i + 1000] for i in range(0, len(data), 1000)))
+    sink = FailsAfter(budget=3)
+    pipeline, _ = make_pipeline(tmp_path, sink)
+    first = pipeline.handle([streamed])
+    assert first.retry == (streamed,) and not first.done
+    assert 0 < len(sink.held) < 80 and sink.calls >= 3  # parts went out one by one, then the sink failed
+    held_before = dict(sink.held)
+    sent_before = sink.calls
+    sink.down, sink.budget = False, 1000
+    second = pipeline.handle([streamed])
+    assert second.done == (streamed,) and second.findings == 40
+    assert len(sink.held) == 80 and held_before.items() <= sink.held.items()
+    # the parts delivered the first time were not sent again
+    assert sink.calls - sent_before < 8

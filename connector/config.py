@@ -140,6 +140,10 @@ class Settings:
     grace_seconds: float = 30.0
     log_level: LogLevel = "INFO"
     max_in_flight: int = _setting(4, minimum=1, maximum=256)
+    #: Receives are gathered into one batch of up to this many messages (within
+    #: ``gather_seconds``) so a burst reaches Security Hub 100 findings a request, not 10.
+    gather_messages: int = _setting(100, minimum=1, maximum=10000)
+    gather_seconds: float = _setting(0.5, minimum=0, maximum=30)
     dedupe_ttl_seconds: int = 900
     dedupe_max_entries: int = 100_000
     sqs: SqsSettings = field(default_factory=SqsSettings)

@@ -51,6 +51,8 @@ class Runner:
         heartbeat_seconds: float = 20.0,
         observer: BatchObserver | None = None,
         stop_on_release: bool | None = None,
+        gather_messages: int = 1,
+        gather_seconds: float = 0.0,
     ) -> None:
         self.source = source
         self.pipeline = pipeline
@@ -59,6 +61,8 @@ class Runner:
         ordered = bool(getattr(source, "ordered", False))
         self.max_in_flight = 1 if ordered else max(1, max_in_flight)
         self.heartbeat_seconds = heartbeat_seconds
+        self.gather_messages = gather_messages
+        self.gather_seconds = gather_seconds
         self.observer = observer
         #: ``once`` stops at the first release by default (a sink is down: exit, retry later);
         #: replay goes on to the other files and reports the released ones.
@@ -151,6 +155,26 @@ class Runner:
                 self.stop.wait(RECEIVE_BACKOFF.delay(min(self._receive_failures, 6)))
             return []
         self._receive_failures = 0
+        return self._gather(batch)
+
+    def _gather(self, batch: list[SourceMessage]) -> list[SourceMessage]:
+        """More receives into the same batch while messages keep coming, up to
+        ``gather_messages`` and ``gather_seconds``: one SQS receive holds at most 10 messages,
+        and a burst sent to Security Hub 10 findings a request is bound by the request quota
+        (10/s), not by the 100 findings a request can carry. An empty or failing receive ends
+        the gathering; what was gathered is handled at once."""
+        if not batch or len(batch) >= self.gather_messages or self.gather_seconds <= 0:
+            return batch
+        deadline = time.monotonic() + self.gather_seconds
+        while len(batch) < self.gather_messages and time.monotonic() < deadline and not self.stop.is_set():
+            try:
+                more = self.source.receive()
+            except Exception as exc:
+                log.warning("receive while gathering failed; handling the %d gathered: %s", len(batch), exc)
+                break
+            if not more:
+                break
+            batch += more
         return batch
 
     def _collect(self, block: bool) -> None:

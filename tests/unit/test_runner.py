@@ -243,3 +243,47 @@ def test_stop_lets_in_flight_batches_finish_and_be_acknowledged() -> None:
     gate.set()
     thread.join(10)
     assert not thread.is_alive() and source.acked == ["m1"] and runner.outstanding == set()
+
+
+class BatchSizes(ScriptedPipeline):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def handle(self, batch: Sequence[SourceMessage]) -> BatchResult:
+        self.sizes.append(len(batch))
+        return super().handle(batch)
+
+
+def test_receives_are_gathered_into_batches_of_up_to_gather_messages() -> None:
+    source = ScriptedSource([[msg(i * 10 + j) for j in range(10)] for i in range(7)])
+    pipeline = BatchSizes()
+    code, runner = run(source, pipeline, gather_messages=30, gather_seconds=5.0, max_in_flight=1)
+    assert code == 0 and len(source.acked) == 70
+    assert pipeline.sizes == [30, 30, 10]  # not seven batches of ten
+    # without gathering, each receive is a batch of its own
+    source = ScriptedSource([[msg(i * 10 + j) for j in range(10)] for i in range(3)])
+    pipeline = BatchSizes()
+    run(source, pipeline, max_in_flight=1)
+    assert pipeline.sizes == [10, 10, 10]
+
+
+def test_gathering_stops_at_an_empty_or_failing_receive() -> None:
+    source = ScriptedSource([[msg(1)], [], [msg(2)]])
+    pipeline = BatchSizes()
+    run(source, pipeline, gather_messages=100, gather_seconds=5.0, max_in_flight=1)
+    assert pipeline.sizes == [1, 1]
+    flaky = ScriptedSource([[msg(3)]])
+    original = flaky.receive
+    calls = {"n": 0}
+
+    def receive() -> list[SourceMessage]:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ConnectionError("receive failed while gathering")
+        return original()
+
+    flaky.receive = receive  # type: ignore[method-assign]
+    pipeline = BatchSizes()
+    code, _ = run(flaky, pipeline, gather_messages=100, gather_seconds=5.0, max_in_flight=1)
+    assert code == 0 and pipeline.sizes == [1] and flaky.acked == ["m3"]

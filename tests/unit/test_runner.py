@@ -258,7 +258,7 @@ class BatchSizes(ScriptedPipeline):
 def test_receives_are_gathered_into_batches_of_up_to_gather_messages() -> None:
     source = ScriptedSource([[msg(i * 10 + j) for j in range(10)] for i in range(7)])
     pipeline = BatchSizes()
-    code, runner = run(source, pipeline, gather_messages=30, gather_seconds=5.0, max_in_flight=1)
+    code, _ = run(source, pipeline, gather_messages=30, gather_seconds=5.0, max_in_flight=1)
     assert code == 0 and len(source.acked) == 70
     assert pipeline.sizes == [30, 30, 10]  # not seven batches of ten
     # without gathering, each receive is a batch of its own

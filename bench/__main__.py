@@ -22,7 +22,9 @@ ensure_floor_libraries()
 
 from bench import corpus, decode_paths, findings  # noqa: E402 - after the install above
 
-SECTIONS = ("decode", "findings")
+SECTIONS = ("decode", "findings", "memory", "burst", "opensearch")
+#: moto's SQS takes minutes for the burst's 10,000 messages; ``--quick`` leaves those two out.
+QUICK_SECTIONS = ("decode", "findings", "memory")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
     args = parser.parse_args(argv)
-    sections = set(args.only or SECTIONS)
+    sections = set(args.only or (QUICK_SECTIONS if args.quick else SECTIONS))
     rounds = 3 if args.quick else 7
     out: dict[str, Any] = {"quick": args.quick, "rounds": rounds}
     rows: list[tuple[str, str, str]] = []
@@ -58,6 +60,38 @@ def main(argv: list[str] | None = None) -> int:
         per_s, rendered = findings.records_per_s(1000 if args.quick else 4000, rounds)
         out["map_validate_records_per_s"] = round(per_s)
         rows.append(("map_validate_records_per_s", f"{per_s:,.0f}", f"both formats, {rendered} findings per round"))
+
+    if "memory" in sections:
+        from bench import memory
+
+        big = memory.logfile(50 if args.quick else 200)
+        out["rss_200mb_logfile_mb"] = round(big["peak_mb"], 1)
+        out["rss_logfile_abs"] = big
+        rows.append(("rss_200mb_logfile_mb", f"{big['peak_mb']:.1f}",
+                     f"peak RSS for a {big['gz_mb']:.0f} MB .gz log file ({big['records']:,} records, "
+                     f"{big['findings']:,} findings) in {big['seconds']:.1f} s"))
+        out["lost_logfile"] = max(0, int(big["targets"]) - int(big["findings"]))
+        grow = memory.growth(300_000 if args.quick else 1_000_000)
+        key = "rss_growth_1m_over_100k"
+        out[key] = round(grow["rss_total_mb"] / grow["rss_100k_mb"], 3)
+        rows.append((key, f"{out[key]:.3f}", f"{grow['rss_100k_mb']:.1f} MB after 100k, {grow['rss_total_mb']:.1f} MB after "
+                     f"{grow['records']:,}"))
+
+    if "burst" in sections:
+        from bench import burst
+
+        figures = burst.run(10_000)
+        out.update(figures)
+        rows.append(("burst_time_over_minimum", f"{figures['burst_time_over_minimum']:.2f}",
+                     f"{figures['burst_seconds']:.1f} s vs {figures['burst_minimum_seconds']:.1f} s minimum"))
+
+    if "opensearch" in sections:
+        from bench import opensearch_bulk
+
+        figures = opensearch_bulk.run(1000 if args.quick else 3000, rounds)
+        out.update(figures)
+        rows.append(("opensearch_over_helpers_bulk", f"{figures['opensearch_over_helpers_bulk']:.3f}",
+                     f"{figures['opensearch_docs_per_s']:,.0f} vs {figures['helpers_bulk_docs_per_s']:,.0f} docs/s"))
 
     out["lost"] = sum(v for k, v in out.items() if k.startswith("lost_"))
     rows.append(("lost", str(out["lost"]), "targets missing anywhere above"))

@@ -28,6 +28,12 @@ def _rss_mb() -> float:
 
 
 def _peak_mb() -> float:
+    """VmHWM, not ru_maxrss: the latter survives exec, so a child started by a large parent
+    would report the parent's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1e3
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
 
 

@@ -79,3 +79,14 @@ def test_damaged_findings_get_the_same_verdict(name: str) -> None:
         MUTATIONS[name](damaged)
         assert compiled_ok(damaged) == botocore_ok(damaged), (name, document["Id"])
         assert compiled_ok(damaged) is (name == "unchanged")
+
+
+def test_a_detail_type_left_out_of_the_compiled_schema_gets_botocores_verdict() -> None:
+    from connector.validate import asff_errors
+
+    document = copy.deepcopy(asff_documents()[0])
+    document["Resources"][0]["Details"] = {"AwsEc2Instance": {"Type": "t3.micro"}}
+    assert not compiled_ok(document) and botocore_ok(document)  # pruned: the fast check defers ...
+    assert asff_errors(document) == []  # ... and the answer is botocore's
+    document["Resources"][0]["Details"] = {"AwsEc2Instance": {"Colour": "red"}}
+    assert asff_errors(document) and not botocore_ok(document)

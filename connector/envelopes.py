@@ -156,7 +156,7 @@ class Decoder:
         prefilter = self.prefilter
         if (
             prefilter is not None
-            and (body.startswith(CLOUDTRAIL_RECORD_HEAD) or _is_terminal(body))
+            and _is_terminal(body)
             and body.endswith(b"}")
             and prefilter.search(body) is None
         ):

@@ -41,10 +41,6 @@ OUTPUT_STEP = 1 << 20
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 
-def backend_name() -> str:
-    return "isal" if _backend is not zlib else "zlib"
-
-
 def _steps(data: bytes | bytearray | memoryview) -> Iterator[memoryview]:
     view = memoryview(data)
     for start in range(0, len(view), INPUT_STEP):

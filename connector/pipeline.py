@@ -58,6 +58,12 @@ class _Work:
 STREAM_PART_FINDINGS = 500
 
 
+def _undecodable(message: SourceMessage, exc: Exception) -> DeadLetter:
+    """The letter of a whole message that decoding failed on in an unforeseen way."""
+    reason = f"unexpected {type(exc).__name__} while decoding: {exc}"
+    return DeadLetter("decode", reason, message.id, message.body, message.source, type(exc).__name__)
+
+
 def _key(item: RenderedFinding) -> tuple[str, str]:
     return item.finding_id, item.format
 
@@ -85,15 +91,12 @@ class Pipeline:
         self._cache_lock = threading.Lock()
 
     # -- map -------------------------------------------------------------------------------
-    def map_records(
-        self, body: bytes, origin: str, chunks: Callable[[], Iterable[bytes]] | None = None
-    ) -> tuple[list[RenderedFinding], list[DeadLetter], int]:
-        """Decode one message body (or, for a large file, its chunks as they are read) into
-        rendered findings, dead letters and a count of skipped records."""
+    def map_records(self, body: bytes, origin: str) -> tuple[list[RenderedFinding], list[DeadLetter], int]:
+        """Decode one message body into rendered findings, dead letters and a count of skipped records."""
         rendered: list[RenderedFinding] = []
         letters: list[DeadLetter] = []
         skipped = 0
-        for part in self.map_parts(body, origin, chunks):
+        for part in self.map_parts(body, origin):
             rendered += part[0]
             letters += part[1]
             skipped += part[2]
@@ -226,8 +229,7 @@ class Pipeline:
             log.warning("message %s kept for redelivery: %s", message.id, exc)
             total.failed = True
         except Exception as exc:
-            reason = f"unexpected {type(exc).__name__} while decoding: {exc}"
-            part = _Work(message, [], [DeadLetter("decode", reason, message.id, message.body, message.source, type(exc).__name__)], 0)
+            part = _Work(message, [], [_undecodable(message, exc)], 0)
             self._store_letters([part])
             total.failed = part.failed
             total.done_letters += len(part.letters)
@@ -244,15 +246,13 @@ class Pipeline:
         for message in messages:
             metrics.RECORDS_IN.labels(message.source or "unknown").inc()
             try:
-                rendered, letters, skipped = self.map_records(message.body, f"{message.source}:{message.id}", message.chunks)
+                rendered, letters, skipped = self.map_records(message.body, f"{message.source}:{message.id}")
             except ConnectorError as exc:
                 log.warning("message %s kept for redelivery: %s", message.id, exc)
                 work.append(_Work(message, [], [], 0, failed=True))
                 continue
             except Exception as exc:
-                reason = f"unexpected {type(exc).__name__} while decoding: {exc}"
-                letter = DeadLetter("decode", reason, message.id, message.body, message.source, type(exc).__name__)
-                work.append(_Work(message, [], [letter], 0))
+                work.append(_Work(message, [], [_undecodable(message, exc)], 0))
                 continue
             work.append(_Work(message, rendered, letters, skipped))
         return work

@@ -93,8 +93,10 @@ def select_records(
     positions = [m.start() for m in pattern.finditer(doc, head)]
     count = len(positions)
     if terminal is None or doc.count(terminal) == len(raws):
-        # Every record starts as CloudTrail writes one (nested look-alikes could only make the
-        # count larger), so none is an envelope: the hits are found by bisecting the offsets.
+        # As many CloudTrail record heads as records: taken as every record starting as CloudTrail
+        # writes one, so none is an envelope, and the hits are found by bisecting the offsets.
+        # (A crafted file could balance a non-CloudTrail entry with a nested head and have that
+        # entry skipped unparsed: it could hide, never forge, a record.)
         ends = list(itertools.accumulate((length + 1 for length in lengths), initial=head))[1:]  # past each comma
         return sorted({(bisect.bisect_right(ends, position), True) for position in positions})
     selected: list[tuple[int, bool]] = []

@@ -35,10 +35,6 @@ class Selector:
         #: The decoder's pre-filter: a body in which it finds nothing cannot be a target.
         self.pattern = re.compile(b"|".join(re.escape(name.encode()) for name in sorted(self.event_names)))
 
-    def might_match(self, raw: bytes | bytearray) -> bool:
-        """False only when no target event name occurs anywhere in ``raw``."""
-        return self.pattern.search(raw) is not None
-
     def matches(self, record: Mapping[str, Any]) -> bool:
         if record.get("eventSource") != self.event_source or record.get("eventName") not in self.event_names:
             return False

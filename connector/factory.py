@@ -6,17 +6,20 @@ service all produce byte-identical findings from the same record.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from connector import metrics
 from connector.errors import InvalidRecord
 from connector.events import parse_event
 from connector.mapping import EventMapping, build_finding, load_mappings
-from connector.model import FORMATS, RenderedFinding
+from connector.model import FORMATS, CloudTrailEvent, Finding, RenderedFinding
 from connector.render.asff import render_asff
 from connector.render.ocsf import render_ocsf
+from connector.triage import SightingStore, Triage, TriageResult, load_triage
 from connector.validate import validate
 
 
@@ -31,24 +34,41 @@ class FindingFactory:
     #: whose UpdatedAt is not later than the stored one, so a corrected finding must carry the
     #: time it was rendered, not the event's. Injected so tests and golden files are stable.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: Context and suppression rules (connector/triage); ``None``: the mapping's severity stands.
+    triage: Triage | None = None
 
     @classmethod
     def load(cls, mappings_dir: str | None = None, product_arn_template: str = "",
-             clock: Callable[[], datetime] | None = None) -> FindingFactory:
+             clock: Callable[[], datetime] | None = None, *, triage_rules: str = "",
+             sightings: SightingStore | None = None) -> FindingFactory:
+        """``triage_rules`` as the ``triage.rules_file`` setting: "" the shipped file, "none" off."""
         mappings = load_mappings(mappings_dir or None)
-        return cls(mappings, product_arn_template) if clock is None else cls(mappings, product_arn_template, clock)
+        clock = clock or (lambda: datetime.now(UTC))
+        return cls(mappings, product_arn_template, clock, load_triage(triage_rules, store=sightings, clock=clock))
 
     @property
     def event_names(self) -> tuple[str, ...]:
         return tuple(sorted(self.mappings))
 
-    def render(self, record: Mapping[str, Any], *, origin: str = "") -> list[RenderedFinding]:
-        """One ``RenderedFinding`` per format; raises InvalidRecord / ValidationFailed with the id."""
+    def neutral(self, record: Mapping[str, Any], *, origin: str = "") -> tuple[CloudTrailEvent, EventMapping, Finding]:
+        """The event, its mapping and the mapping's finding (before triage)."""
         event = parse_event(record, origin=origin)
         mapping = self.mappings.get(event.event_name)
         if mapping is None or mapping.event_source != event.event_source:
             raise InvalidRecord(f"no mapping for {event.event_source} {event.event_name}", record_id=event.event_id)
-        finding = build_finding(event, mapping)
+        return event, mapping, build_finding(event, mapping)
+
+    def render(self, record: Mapping[str, Any], *, origin: str = "") -> list[RenderedFinding]:
+        """One ``RenderedFinding`` per format; raises InvalidRecord / ValidationFailed with the id."""
+        event, _, finding = self.neutral(record, origin=origin)
+        triage: TriageResult | None = None
+        if self.triage is not None:
+            triage = self.triage.assess(event, finding.severity)
+            if triage.adjustments:
+                finding = dataclasses.replace(finding, severity=triage.severity, severity_reason=(
+                    f"{finding.severity_reason}; context {triage.base.name} → {triage.severity.name}: {triage.explanation}"))
+            if triage.suppression:
+                metrics.FINDINGS_SUPPRESSED.labels(triage.suppression.rule_id).inc()
         product_arn = (
             self.product_arn_template.format(partition=event.partition, region=event.region, account=event.account_id)
             if self.product_arn_template
@@ -56,8 +76,8 @@ class FindingFactory:
         )
         updated_at = max(self.clock(), event.event_time)
         documents = {
-            "asff": render_asff(finding, product_arn=product_arn, updated_at=updated_at),
-            "ocsf": render_ocsf(finding, updated_at=updated_at),
+            "asff": render_asff(finding, product_arn=product_arn, updated_at=updated_at, triage=triage),
+            "ocsf": render_ocsf(finding, updated_at=updated_at, triage=triage),
         }
         rendered = []
         for name in FORMATS:

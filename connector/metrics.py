@@ -13,6 +13,8 @@ EVENTS_SELECTED = Counter("connector_events_selected_total", "CloudTrail records
 EVENTS_SKIPPED = Counter("connector_events_skipped_total", "CloudTrail records of other events (not an error)")
 DUPLICATES = Counter("connector_duplicates_dropped_total", "Records dropped by the in-process eventID cache")
 FINDINGS_OUT = Counter("connector_findings_delivered_total", "Findings a sink accepted", ["sink", "format"])
+FINDINGS_SUPPRESSED = Counter("connector_findings_suppressed_total",
+                              "Findings marked suppressed by a triage rule (still delivered to every sink)", ["rule"])
 DEAD_LETTERED = Counter("connector_dead_lettered_total", "Records or findings sent to the dead-letter destination", ["stage"])
 RETRIES = Counter("connector_retries_total", "Retried sink or source calls", ["component"])
 THROTTLES = Counter("connector_throttles_total", "Throttling answers from AWS or OpenSearch", ["component"])

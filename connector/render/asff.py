@@ -17,6 +17,7 @@ from typing import Any
 
 from connector.mapping.loader import COMMON_VARIABLES
 from connector.model import Finding
+from connector.triage.result import TriageResult
 
 SCHEMA_VERSION = "2018-10-08"
 #: What the Security Hub console shows as the finding's source, instead of "Personal / Default".
@@ -77,7 +78,24 @@ def _api_call_action(finding: Finding) -> dict[str, Any]:
     return action
 
 
-def _product_fields(finding: Finding) -> dict[str, str]:
+def _triage_fields(triage: TriageResult | None) -> dict[str, str | None]:
+    """Why the severity or status differs from the mapping's: rule ids and reasons (filterable)."""
+    if triage is None or not triage.applied:
+        return {}
+    suppression = triage.suppression
+    return {
+        "connector/triage/baseSeverity": triage.base.name,
+        "connector/triage/rules": ",".join(a.rule_id for a in triage.adjustments),
+        "connector/triage/adjustments": triage.explanation,
+        "connector/triage/suppressedBy": suppression.rule_id if suppression else None,
+        "connector/triage/suppressionReason": (
+            f"{suppression.reason} (owner {suppression.owner}"
+            + (f", until {suppression.until:%Y-%m-%dT%H:%M:%SZ})" if suppression.until else ")")
+        ) if suppression else None,
+    }
+
+
+def _product_fields(finding: Finding, triage: TriageResult | None = None) -> dict[str, str]:
     event = finding.event
     ident = event.identity
     p = PRODUCT_FIELD_PREFIX
@@ -103,6 +121,7 @@ def _product_fields(finding: Finding) -> dict[str, str]:
         "connector/outcome": finding.outcome,
         "connector/severityReason": finding.severity_reason,
         "connector/mapping": f"{finding.mapping_id}@{finding.mapping_version}",
+        **_triage_fields(triage),
     }
     for attack in finding.attacks:
         fields[f"connector/attack/{attack.version}"] = ",".join(
@@ -169,8 +188,11 @@ def _resources(finding: Finding) -> list[dict[str, Any]]:
     return out + _actor_resources(finding)
 
 
-def render_asff(finding: Finding, *, product_arn: str | None = None, updated_at: datetime | None = None) -> dict[str, Any]:
-    """``updated_at``: when this version was made (defaults to the event time, for pure rendering)."""
+def render_asff(finding: Finding, *, product_arn: str | None = None, updated_at: datetime | None = None,
+                triage: TriageResult | None = None) -> dict[str, Any]:
+    """``updated_at``: when this version was made (defaults to the event time, for pure rendering).
+    ``triage``: the rules that moved the severity or suppressed the finding (``ProductFields``
+    ``connector/triage/*``; a suppressed finding is created with ``Workflow.Status`` SUPPRESSED)."""
     event = finding.event
     when = iso(finding)
     updated = (updated_at or event.event_time).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -193,10 +215,10 @@ def render_asff(finding: Finding, *, product_arn: str | None = None, updated_at:
         "Description": finding.description,
         "Remediation": {"Recommendation": {"Text": finding.remediation.summary, "Url": finding.remediation.url}},
         "SourceUrl": cloudtrail_console_url(finding),
-        "ProductFields": _product_fields(finding),
+        "ProductFields": _product_fields(finding, triage),
         "Resources": _resources(finding),
         "Action": {"ActionType": "AWS_API_CALL", "AwsApiCallAction": _api_call_action(finding)},
         "FindingProviderFields": {"Severity": dict(severity), "Types": list(finding.asff_types)},
-        "Workflow": {"Status": "NEW"},
+        "Workflow": {"Status": "SUPPRESSED" if triage is not None and triage.suppressed else "NEW"},
         "RecordState": "ACTIVE",
     }

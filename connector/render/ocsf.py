@@ -18,6 +18,7 @@ from connector import __version__
 from connector.mapping.loader import COMMON_VARIABLES
 from connector.model import Finding, Identity
 from connector.render.asff import cloudtrail_console_url
+from connector.triage.result import TriageResult
 
 #: The one place the OCSF version is pinned.
 OCSF_VERSION = "1.8.0"
@@ -26,6 +27,7 @@ CLASS_UID = 2004
 CATEGORY_UID = 2
 ACTIVITY_CREATE = 1
 STATUS_NEW = 1
+STATUS_SUPPRESSED = 3
 PRODUCT = {
     "uid": "cloudtrail-findings-connector",
     "name": "CloudTrail Findings Connector",
@@ -147,7 +149,30 @@ def _resources(finding: Finding) -> list[dict[str, Any]]:
     ]
 
 
-def render_ocsf(finding: Finding, *, updated_at: datetime | None = None) -> dict[str, Any]:
+def _triage(triage: TriageResult) -> dict[str, Any]:
+    """``unmapped.triage``: the mapping's severity, each context rule that moved it, the suppression."""
+    out: dict[str, Any] = {
+        "base_severity": triage.base.name,
+        "severity": triage.severity.name,
+        "adjustments": [
+            {k: v for k, v in {
+                "rule_id": a.rule_id, "reason": a.reason, "steps": a.steps,
+                "at_least": a.at_least.name if a.at_least else None, "at_most": a.at_most.name if a.at_most else None,
+            }.items() if v is not None}
+            for a in triage.adjustments
+        ],
+    }
+    if triage.suppression:
+        s = triage.suppression
+        out["suppression"] = {k: v for k, v in {
+            "rule_id": s.rule_id, "reason": s.reason, "owner": s.owner,
+            "until": s.until.strftime("%Y-%m-%dT%H:%M:%SZ") if s.until else None,
+        }.items() if v is not None}
+    return out
+
+
+def render_ocsf(finding: Finding, *, updated_at: datetime | None = None, triage: TriageResult | None = None) -> dict[str, Any]:
+    """``triage``: written to ``unmapped.triage``; a suppressed finding has ``status_id`` 3 Suppressed."""
     event = finding.event
     when = epoch_ms(finding)
     modified = int((updated_at or event.event_time).timestamp() * 1000)
@@ -233,6 +258,10 @@ def render_ocsf(finding: Finding, *, updated_at: datetime | None = None) -> dict
             "request_parameters": {k: v for k, v in finding.values.items() if k not in COMMON_VARIABLES},
         },
     }
+    if triage is not None and triage.applied:
+        document["unmapped"]["triage"] = _triage(triage)
+        if triage.suppression:
+            document["status_id"], document["status"] = STATUS_SUPPRESSED, "Suppressed"
     if finding.outcome != "succeeded":
         document["status_detail"] = (
             f"Dry run ({event.error_code}): permission confirmed, nothing changed"

@@ -1,0 +1,121 @@
+"""Apply a rule set to one event: the mapping's severity in, a ``TriageResult`` out.
+
+Context rules move the severity: the signed steps of every matching rule are added to the
+mapping's severity (clamped to INFORMATIONAL..CRITICAL), then the tightest ``at_most`` and the
+highest ``at_least`` of the matching rules bound it (``at_least`` wins a conflict, so a floor such
+as "root is never below HIGH" cannot be undone by a lowering rule). The first active suppression
+rule that matches marks the finding suppressed; it is still delivered everywhere.
+
+Pure apart from the first-seen store: the same record gives the same result, except that a
+first-seen condition depends on what the store holds of earlier days.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from connector.model import CloudTrailEvent, Severity
+from connector.triage.conditions import Facts, all_hold, as_text, compile_path
+from connector.triage.firstseen import DAY_SECONDS, MemorySightings, SightingStore, sighting_key
+from connector.triage.result import Adjustment, Suppression, TriageResult
+from connector.triage.rules import ContextRule, RuleSet, SuppressionRule
+
+
+def _clamp(value: int) -> Severity:
+    return Severity(min(max(value, int(Severity.INFORMATIONAL)), int(Severity.CRITICAL)))
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTrace:
+    """For ``map --explain``: one rule, whether it matched, and each condition with its value."""
+
+    kind: str
+    rule_id: str
+    reason: str
+    matched: bool
+    conditions: tuple[str, ...]
+    note: str = ""
+
+
+class Triage:
+    """A compiled rule set with its first-seen store; shared by every worker thread."""
+
+    def __init__(self, rules: RuleSet, store: SightingStore | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.rules = rules
+        self.store: SightingStore = store if store is not None else MemorySightings()
+        self.clock = clock
+        self._first_seen_getters = {path: compile_path(path) for path, _ in rules.first_seen}
+        self._keep_days = max((days for _, days in rules.first_seen), default=0)
+
+    # -- facts ---------------------------------------------------------------------------------
+    def facts(self, event: CloudTrailEvent, *, record: bool = True) -> Facts:
+        facts = Facts(event.raw, event.event_time)
+        if not self.rules.first_seen:
+            return facts
+        day = int(event.event_time.timestamp()) // DAY_SECONDS
+        for path, getter in self._first_seen_getters.items():
+            value = as_text(getter(event.raw))
+            facts.first_seen_values[path] = value
+            if value is None:  # nothing to be new: no fact, and nothing recorded
+                for known, days in self.rules.first_seen:
+                    if known == path:
+                        facts.first_seen[(path, days)] = False
+                continue
+            key = sighting_key(event.account_id, path, value)
+            seen = self.store.days(key)
+            for known, days in self.rules.first_seen:
+                if known == path:
+                    facts.first_seen[(path, days)] = not any(day - days <= d < day for d in seen)
+            if record:
+                self.store.add(key, day, self._keep_days)
+        return facts
+
+    # -- the decision --------------------------------------------------------------------------
+    def assess(self, event: CloudTrailEvent, base: Severity, *, record: bool = True) -> TriageResult:
+        facts = self.facts(event, record=record)
+        matched = [rule for rule in self.rules.context if all_hold(rule.match, facts)]
+        severity = self._combine(base, matched)
+        now = self.clock()
+        suppression = next(
+            (rule for rule in self.rules.suppress if rule.active(now) and all_hold(rule.match, facts)), None
+        )
+        return TriageResult(
+            base=base,
+            severity=severity,
+            adjustments=tuple(Adjustment(r.id, r.reason, r.steps, r.at_least, r.at_most) for r in matched),
+            suppression=Suppression(suppression.id, suppression.reason, suppression.owner, suppression.until)
+            if suppression else None,
+        )
+
+    @staticmethod
+    def _combine(base: Severity, matched: list[ContextRule]) -> Severity:
+        if not matched:
+            return base
+        value = int(_clamp(int(base) + sum(rule.steps for rule in matched)))
+        ceilings = [int(r.at_most) for r in matched if r.at_most is not None]
+        floors = [int(r.at_least) for r in matched if r.at_least is not None]
+        if ceilings:
+            value = min(value, min(ceilings))
+        if floors:
+            value = max(value, max(floors))
+        return Severity(value)
+
+    def trace(self, event: CloudTrailEvent, base: Severity) -> tuple[TriageResult, tuple[RuleTrace, ...]]:
+        """The result and, for every rule, why it did or did not match (records no sighting)."""
+        facts = self.facts(event, record=False)
+        result = self.assess(event, base, record=False)
+        now = self.clock()
+        traces: list[RuleTrace] = []
+        rule: ContextRule | SuppressionRule
+        for rule in self.rules.context:
+            traces.append(RuleTrace("context", rule.id, rule.reason, all_hold(rule.match, facts),
+                                    tuple(c.describe(facts) for c in rule.match)))
+        for rule in self.rules.suppress:
+            note = "" if rule.active(now) else f"expired {rule.until:%Y-%m-%dT%H:%M:%SZ}, not applied"
+            hit = all_hold(rule.match, facts)
+            traces.append(RuleTrace("suppress", rule.id, rule.reason, hit and rule.active(now),
+                                    tuple(c.describe(facts) for c in rule.match), note))
+        return result, tuple(traces)

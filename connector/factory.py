@@ -66,7 +66,8 @@ class FindingFactory:
             triage = self.triage.assess(event, finding.severity)
             if triage.adjustments:
                 finding = dataclasses.replace(finding, severity=triage.severity, severity_reason=(
-                    f"{finding.severity_reason}; context {triage.base.name} → {triage.severity.name}: {triage.explanation}"))
+                    f"{finding.severity_reason}; triage rules {','.join(a.rule_id for a in triage.adjustments)}: "
+                    f"{triage.base.name} → {triage.severity.name}"))
             if triage.suppression:
                 metrics.FINDINGS_SUPPRESSED.labels(triage.suppression.rule_id).inc()
         product_arn = (

@@ -27,6 +27,7 @@ from connector.pipeline import Pipeline
 from connector.select import Selector
 from connector.sinks import Sink, sink_class
 from connector.sources import Source, source_class
+from connector.triage import MemorySightings, SightingStore
 
 if TYPE_CHECKING:
     from connector.runtime.runner import BatchObserver, Runner
@@ -56,16 +57,32 @@ def build_stages(
     prefilter: bool = True,
     since: datetime | None = None,
     until: datetime | None = None,
+    triage_rules: str | None = None,
+    first_seen: SightingStore | None = None,
 ) -> Stages:
     """Mappings loaded and validated, the selector built from them, the decoder limited by settings.
 
     ``prefilter=False`` is for ``connector map``: offline every malformed part must be reported,
-    not skipped unseen by the cheap byte test.
+    not skipped unseen by the cheap byte test. ``triage_rules`` overrides ``triage.rules_file``;
+    ``first_seen`` the sightings store (``map`` keeps its own in memory, off the shared table).
     """
-    factory = FindingFactory.load(mappings_dir or settings.mappings_dir or None, settings.securityhub.product_arn)
+    factory = FindingFactory.load(mappings_dir or settings.mappings_dir or None, settings.securityhub.product_arn,
+                                  triage_rules=triage_rules if triage_rules is not None else settings.triage.rules_file,
+                                  sightings=first_seen if first_seen is not None else sightings(settings))
     selector = Selector(factory.event_names, since=since, until=until)
     decoder = Decoder(settings.limits, s3_client=s3, prefilter=selector.pattern if prefilter else None)
     return Stages(factory, decoder, selector)
+
+
+def sightings(settings: Settings) -> SightingStore:
+    """Where first-seen sightings live: DynamoDB when ``triage.first_seen_table`` is set, else memory."""
+    if settings.triage.first_seen_table:
+        import boto3
+
+        from connector.triage.firstseen import DynamoDBSightings
+
+        return DynamoDBSightings(settings.triage.first_seen_table, boto3.client("dynamodb"))
+    return MemorySightings()
 
 
 def build_sinks(settings: Settings, names: Sequence[str] | None = None) -> list[Sink]:

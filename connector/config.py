@@ -129,6 +129,14 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class TriageSettings:
+    #: Context and suppression rules: "" the shipped deploy/triage-rules.yaml, "none" off, or a path.
+    rules_file: str = ""
+    #: DynamoDB table for first-seen sightings (shared by replicas); "" keeps them in memory.
+    first_seen_table: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     source: SourceKind = "sqs"
     sinks: tuple[SinkKind, ...] = _setting(("securityhub",), minItems=1, uniqueItems=True)
@@ -152,6 +160,7 @@ class Settings:
     opensearch: OpenSearchSettings = field(default_factory=OpenSearchSettings)
     jsonl: JsonlSettings = field(default_factory=JsonlSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    triage: TriageSettings = field(default_factory=TriageSettings)
 
 
 # ---- the schema, generated from the dataclasses -------------------------------------------------

@@ -127,7 +127,7 @@ class FieldTest:
             other = as_text(self.other(facts.record)) if self.other else None
             want = f"{self.op} {self.expected} ({'absent' if other is None else repr(other[:120])})"
         else:
-            want = f"{self.op} {self.expected!r}"
+            want = f"{self.op} {str(self.expected).lower() if self.op == 'exists' else repr(self.expected)}"
         return f"{self.path} is {shown}, {want}: {'yes' if self.test(facts) else 'no'}"
 
 

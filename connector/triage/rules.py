@@ -166,12 +166,20 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
+def _moment(text: str, file: str, where: str, *, end_of_day: bool = False) -> datetime:
+    try:
+        return parse_time(text, end_of_day=end_of_day)
+    except ValueError as exc:
+        raise MappingFileError(file, where, f"not a date or date-time: {exc}") from None
+
+
 def _windows(doc: Mapping[str, Any], file: str) -> dict[str, ChangeWindow]:
     out: dict[str, ChangeWindow] = {}
     for name, spec in doc.items():
         where = f"$.change_windows.{name}"
         if "from" in spec:
-            begins, ends = parse_time(spec["from"]), parse_time(spec["to"], end_of_day=True)
+            begins = _moment(spec["from"], file, f"{where}.from")
+            ends = _moment(spec["to"], file, f"{where}.to", end_of_day=True)
             if ends <= begins:
                 raise MappingFileError(file, f"{where}.to", "the window ends before it begins")
             out[name] = ChangeWindow(name, begins=begins, ends=ends)
@@ -215,7 +223,7 @@ def load_rules(path: str | Path) -> RuleSet:
                                    steps, at_least, at_most))
     suppress = []
     for index, rule in enumerate(doc.get("suppress") or ()):
-        until = parse_time(rule["until"], end_of_day=True) if "until" in rule else None
+        until = _moment(rule["until"], file, f"$.suppress[{index}].until", end_of_day=True) if "until" in rule else None
         suppress.append(SuppressionRule(rule["id"], rule["reason"], rule["owner"], until,
                                         compiler.conditions(rule["match"], ["suppress", index, "match"])))
     return RuleSet(file, tuple(context), tuple(suppress), tuple(compiler.first_seen))

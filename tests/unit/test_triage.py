@@ -290,22 +290,25 @@ def test_suppressed_findings_are_marked_not_dropped_and_counted(tmp_path: Path, 
     assert documents(late, make_record(NAT, event_id="sup-1"))[0]["Workflow"]["Status"] == "NEW"
 
 
-def test_triaged_findings_pass_both_validators_strictly(tmp_path: Path, shared_dir: Path, corpus_dir: Path) -> None:
+def test_triaged_findings_pass_both_validators_strictly(tmp_path: Path, shared_dir: Path, corpus_dir: Path,
+                                                        shipped: FindingFactory) -> None:
     doc = copy.deepcopy(SITE_RULES)
     doc["suppress"] = SUPPRESS["suppress"][:1]
     factory = factory_for(write_rules(tmp_path, doc))
     records = [make(corpus_dir) for _, make, *_ in SHIPPED_CASES] + [make_record(NAT, event_id="v-sup")]
-    shipped_factory = factory_for("")
-    rendered = [r for rec in records for f in (factory, shipped_factory) for r in f.render(rec, origin="test")]
+    rendered = [r for rec in records for f in (factory, shipped) for r in f.render(rec, origin="test")]
     assert any(r.document.get("status_id") == 3 for r in rendered)
+    procs = []
     for tool, fmt in (("check_asff.py", "asff"), ("check_ocsf.py", "ocsf")):
         docs = [r.document for r in rendered if r.format == fmt]
         path = tmp_path / f"{fmt}.jsonl"
         path.write_text("".join(json.dumps(d) + "\n" for d in docs))
-        proc = subprocess.run([sys.executable, str(shared_dir / "tools" / tool), "--strict", "-q", str(path)],
-                              capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-        assert f"{len(docs)} passed, 0 failed" in proc.stdout
+        procs.append((len(docs), subprocess.Popen([sys.executable, str(shared_dir / "tools" / tool), "--strict", "-q", str(path)],
+                                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    for count, proc in procs:  # both validators at once
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out[-3000:] + err[-2000:]
+        assert f"{count} passed, 0 failed" in out
 
 
 BROKEN: list[tuple[str, dict[str, Any] | str, str]] = [
@@ -375,10 +378,13 @@ def test_explain_through_the_command(tmp_path: Path, corpus_dir: Path) -> None:
     doc["suppress"][0]["until"] = "2099-01-01"
     rules = write_rules(tmp_path, doc)
     record = corpus_dir / "events" / "DeleteVpcPeeringConnection" / "wwalpha-aws-spotlight-1.json"
-    proc = subprocess.run([sys.executable, "-m", "connector", "map", "--explain", "--rules", str(rules), str(record)],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+    cfn = corpus_dir / "events" / "DetachInternetGateway" / "wwalpha-aws-spotlight-1.json"
+    command = [sys.executable, "-m", "connector", "map", "--explain"]
+    # Both at once: with --rules, and with the shipped file by default.
+    mine = subprocess.Popen([*command, "--rules", str(rules), str(record)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    default = subprocess.Popen([*command, str(cfn)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = mine.communicate(timeout=120)
+    assert mine.returncode == 0, err
     assert "mapping: ec2-delete-vpc-peering-connection@" in out
     assert "mapping severity: HIGH" in out
     assert "[MATCH] console-no-mfa (raise 1): console without MFA" in out
@@ -387,10 +393,9 @@ def test_explain_through_the_command(tmp_path: Path, corpus_dir: Path) -> None:
     assert "[no   ] old-exception" in out and "expired 2026-11-01T00:00:00Z, not applied" in out
     assert "severity: HIGH → CRITICAL by console-no-mfa" in out
     assert "suppressed: yes, by lab-cleanup (owner platform@example.com" in out
-    assert "1 records explained" in proc.stderr
-    # The shipped file, by default: the CloudFormation record is lowered and says by which rule.
-    cfn = corpus_dir / "events" / "DetachInternetGateway" / "wwalpha-aws-spotlight-1.json"
-    proc = subprocess.run([sys.executable, "-m", "connector", "map", "--explain", str(cfn)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    assert "[MATCH] cloudformation (lower 1)" in proc.stdout and "severity: MEDIUM → LOW by cloudformation" in proc.stdout
-    assert "suppressed: no" in proc.stdout
+    assert "1 records explained" in err
+    # The shipped file: the CloudFormation record is lowered and says by which rule.
+    out, err = default.communicate(timeout=120)
+    assert default.returncode == 0, err
+    assert "[MATCH] cloudformation (lower 1)" in out and "severity: MEDIUM → LOW by cloudformation" in out
+    assert "suppressed: no" in out

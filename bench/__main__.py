@@ -60,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
         per_s, rendered = findings.records_per_s(1000 if args.quick else 4000, rounds)
         out["map_validate_records_per_s"] = round(per_s)
         rows.append(("map_validate_records_per_s", f"{per_s:,.0f}", f"both formats, {rendered} findings per round"))
+        tri = findings.triage_overhead(500 if args.quick else 2000, rounds)
+        out.update(tri)
+        for name in ("shipped", "full"):
+            rows.append((f"triage_overhead_{name}", f"{tri[f'triage_overhead_{name}']:.3f}",
+                         f"map+validate {tri[f'triage_{name}_ms_per_record']:.3f} ms/record with {name} rules vs "
+                         f"{tri['triage_none_ms_per_record']:.3f} without (target <= 0.10); rules alone "
+                         f"{tri[f'triage_{name}_assess_us']:.0f} us = {tri[f'triage_{name}_assess_share']:.3f}; "
+                         f"noise floor {tri['triage_overhead_noise_floor']:+.3f}"))
 
     if "memory" in sections:
         from bench import memory

@@ -42,7 +42,8 @@ def compile_path(path: str) -> Callable[[Mapping[str, Any]], Any]:
         def walk(record: Mapping[str, Any]) -> Any:
             node: Any = record
             for key in keys:
-                if not isinstance(node, Mapping):
+                # dict first: an ABC isinstance check costs more than the lookup (hot path).
+                if not isinstance(node, dict) and not isinstance(node, Mapping):
                     return None
                 node = node.get(key)
             return node
@@ -54,6 +55,8 @@ def compile_path(path: str) -> Callable[[Mapping[str, Any]], Any]:
 
 def as_text(value: Any) -> str | None:
     """A scalar record value as the text conditions compare; ``None`` for absent or structured."""
+    if type(value) is str:
+        return value
     if value is None or isinstance(value, (dict, list)):
         return None
     if isinstance(value, bool):
@@ -62,6 +65,8 @@ def as_text(value: Any) -> str | None:
 
 
 def _same(a: str, b: str) -> bool:
+    if a == b:
+        return True
     if a.isdigit() and b.isdigit():
         return a.lstrip("0") == b.lstrip("0")
     return a == b
@@ -94,31 +99,45 @@ class FieldTest:
     other: Callable[[Mapping[str, Any]], Any] | None = None
     pattern: re.Pattern[str] | None = None
 
+    #: The operator on a present value, chosen once (the hot path does no string dispatch).
+    check: Callable[[str, Mapping[str, Any]], bool] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "check", self._checker())
+
+    def _checker(self) -> Callable[[str, Mapping[str, Any]], bool]:
+        expected, op = self.expected, self.op
+        if op == "equals":
+            return lambda text, _: text == expected or _same(text, expected)
+        if op == "matches":
+            search = self.pattern.search if self.pattern else re.compile(expected).search
+            return lambda text, _: search(text[:MAX_TEXT]) is not None
+        if op == "in":
+            exact = frozenset(expected)
+            return lambda text, _: text in exact or any(_same(text, item) for item in expected)
+        if op == "prefix":
+            return lambda text, _: text.startswith(expected)
+        if op == "suffix":
+            return lambda text, _: text.endswith(expected)
+        if op == "contains":
+            return lambda text, _: expected in text
+        if op in ("differs_from", "same_as"):
+            other, want = self.other, op == "same_as"
+
+            def compare(text: str, record: Mapping[str, Any]) -> bool:
+                found = as_text(other(record)) if other else None
+                return found is not None and _same(text, found) is want
+
+            return compare
+        return lambda text, _: False  # exists: decided in test()
+
     def test(self, facts: Facts) -> bool:
         value = self.get(facts.record)
-        op = self.op
-        if op == "exists":
+        if self.op == "exists":
             present = value is not None and value != "" and value != {} and value != []
             return present is bool(self.expected)
         text = as_text(value)
-        if text is None:
-            return False
-        if op == "equals":
-            return _same(text, self.expected)
-        if op == "in":
-            return any(_same(text, item) for item in self.expected)
-        if op == "matches":
-            return self.pattern is not None and self.pattern.search(text[:MAX_TEXT]) is not None
-        if op == "prefix":
-            return text.startswith(self.expected)
-        if op == "suffix":
-            return text.endswith(self.expected)
-        if op == "contains":
-            return self.expected in text
-        other = as_text(self.other(facts.record)) if self.other else None
-        if other is None:
-            return False
-        return _same(text, other) is (op == "same_as")
+        return text is not None and self.check(text, facts.record)
 
     def describe(self, facts: Facts) -> str:
         value = as_text(self.get(facts.record))
@@ -186,4 +205,7 @@ class Windows:
 
 
 def all_hold(conditions: Sequence[Condition], facts: Facts) -> bool:
-    return all(c.test(facts) for c in conditions)
+    for condition in conditions:  # a loop, not all(genexpr): this runs for every rule of every event
+        if not condition.test(facts):
+            return False
+    return True

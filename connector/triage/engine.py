@@ -48,6 +48,7 @@ class Triage:
         self.store: SightingStore = store if store is not None else MemorySightings()
         self.clock = clock
         self._first_seen_getters = {path: compile_path(path) for path, _ in rules.first_seen}
+        self._first_seen_days = {path: [d for p, d in rules.first_seen if p == path] for path in self._first_seen_getters}
         self._keep_days = max((days for _, days in rules.first_seen), default=0)
 
     # -- facts ---------------------------------------------------------------------------------
@@ -60,15 +61,13 @@ class Triage:
             value = as_text(getter(event.raw))
             facts.first_seen_values[path] = value
             if value is None:  # nothing to be new: no fact, and nothing recorded
-                for known, days in self.rules.first_seen:
-                    if known == path:
-                        facts.first_seen[(path, days)] = False
+                for days in self._first_seen_days[path]:
+                    facts.first_seen[(path, days)] = False
                 continue
             key = sighting_key(event.account_id, path, value)
             seen = self.store.days(key)
-            for known, days in self.rules.first_seen:
-                if known == path:
-                    facts.first_seen[(path, days)] = not any(day - days <= d < day for d in seen)
+            for days in self._first_seen_days[path]:
+                facts.first_seen[(path, days)] = not any(day - days <= d < day for d in seen)
             if record:
                 self.store.add(key, day, self._keep_days)
         return facts
@@ -78,10 +77,10 @@ class Triage:
         facts = self.facts(event, record=record)
         matched = [rule for rule in self.rules.context if all_hold(rule.match, facts)]
         severity = self._combine(base, matched)
-        now = self.clock()
-        suppression = next(
-            (rule for rule in self.rules.suppress if rule.active(now) and all_hold(rule.match, facts)), None
-        )
+        suppression = None
+        if self.rules.suppress:
+            now = self.clock()
+            suppression = next((r for r in self.rules.suppress if r.active(now) and all_hold(r.match, facts)), None)
         return TriageResult(
             base=base,
             severity=severity,

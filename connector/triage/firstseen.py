@@ -58,6 +58,8 @@ class MemorySightings:
         with self._lock:
             days = self._days.setdefault(key, set())
             self._days.move_to_end(key)
+            if day in days:
+                return
             days.add(day)
             for old in [d for d in days if d < day - keep_days]:
                 days.discard(old)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+
 from connector.model import Severity
+
 
 @dataclass(frozen=True, slots=True)
 class Adjustment:
@@ -72,7 +74,3 @@ class TriageResult:
         """One line for ``ProductFields`` and the severity reason: every adjustment in order."""
         return "; ".join(a.summary for a in self.adjustments)
 
-
-#: The result when no rules file is in force.
-def untouched(severity: Severity) -> TriageResult:
-    return TriageResult(base=severity, severity=severity)

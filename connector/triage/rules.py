@@ -92,7 +92,7 @@ def _validator() -> jsonschema.Draft202012Validator:
 def _read(path: Path) -> Any:
     file = str(path)
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_TextDates)  # noqa: S506 - a SafeLoader
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_TextDates)  # a SafeLoader subclass
     except (OSError, UnicodeDecodeError) as exc:
         raise MappingFileError(file, "$", f"cannot read: {exc}") from None
     except yaml.YAMLError as exc:

@@ -15,6 +15,8 @@ DUPLICATES = Counter("connector_duplicates_dropped_total", "Records dropped by t
 FINDINGS_OUT = Counter("connector_findings_delivered_total", "Findings a sink accepted", ["sink", "format"])
 FINDINGS_SUPPRESSED = Counter("connector_findings_suppressed_total",
                               "Findings marked suppressed by a triage rule (still delivered to every sink)", ["rule"])
+TRIAGE_STORE_ERRORS = Counter("connector_triage_store_errors_total",
+                              "First-seen store calls that failed (the value was treated as seen)")
 DEAD_LETTERED = Counter("connector_dead_lettered_total", "Records or findings sent to the dead-letter destination", ["stage"])
 RETRIES = Counter("connector_retries_total", "Retried sink or source calls", ["component"])
 THROTTLES = Counter("connector_throttles_total", "Throttling answers from AWS or OpenSearch", ["component"])

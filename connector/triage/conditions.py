@@ -205,7 +205,7 @@ class Windows:
 
 
 def all_hold(conditions: Sequence[Condition], facts: Facts) -> bool:
-    for condition in conditions:  # a loop, not all(genexpr): this runs for every rule of every event
+    for condition in conditions:  # noqa: SIM110 - a loop, not all(genexpr): runs for every rule of every event
         if not condition.test(facts):
             return False
     return True

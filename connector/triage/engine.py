@@ -7,20 +7,26 @@ as "root is never below HIGH" cannot be undone by a lowering rule). The first ac
 rule that matches marks the finding suppressed; it is still delivered everywhere.
 
 Pure apart from the first-seen store: the same record gives the same result, except that a
-first-seen condition depends on what the store holds of earlier days.
+first-seen condition depends on what the store holds of earlier days. If the store fails, the
+value counts as seen (no raise), the failure is logged and counted, and the finding goes on: a
+triage problem never costs a finding.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from connector import metrics
 from connector.model import CloudTrailEvent, Severity
 from connector.triage.conditions import Facts, all_hold, as_text, compile_path
 from connector.triage.firstseen import DAY_SECONDS, MemorySightings, SightingStore, sighting_key
 from connector.triage.result import Adjustment, Suppression, TriageResult
 from connector.triage.rules import ContextRule, RuleSet, SuppressionRule
+
+log = logging.getLogger(__name__)
 
 
 def _clamp(value: int) -> Severity:
@@ -65,11 +71,16 @@ class Triage:
                     facts.first_seen[(path, days)] = False
                 continue
             key = sighting_key(event.account_id, path, value)
-            seen = self.store.days(key)
+            try:
+                seen = self.store.days(key)
+                if record:
+                    self.store.add(key, day, self._keep_days)
+            except Exception as exc:  # a store outage must not cost the finding: "not new", logged
+                metrics.TRIAGE_STORE_ERRORS.inc()
+                log.warning("first-seen store failed for %s (%s): %s; treated as seen", event.event_id, path, exc)
+                seen = (day - 1,)
             for days in self._first_seen_days[path]:
                 facts.first_seen[(path, days)] = not any(day - days <= d < day for d in seen)
-            if record:
-                self.store.add(key, day, self._keep_days)
         return facts
 
     # -- the decision --------------------------------------------------------------------------

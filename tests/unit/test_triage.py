@@ -399,3 +399,19 @@ def test_explain_through_the_command(tmp_path: Path, corpus_dir: Path) -> None:
     assert default.returncode == 0, err
     assert "[MATCH] cloudformation (lower 1)" in out and "severity: MEDIUM → LOW by cloudformation" in out
     assert "suppressed: no" in out
+
+
+class BrokenStore:
+    def days(self, key: str) -> frozenset[int]:
+        raise ConnectionError("DynamoDB unreachable")
+
+    def add(self, key: str, day: int, keep_days: int) -> None:
+        raise AssertionError("not reached")
+
+
+def test_a_failing_first_seen_store_costs_no_finding(tmp_path: Path) -> None:
+    factory = factory_for(write_rules(tmp_path, SITE_RULES), BrokenStore())
+    before = REGISTRY.get_sample_value("connector_triage_store_errors_total") or 0.0
+    asff, ocsf = documents(factory, make_record(NAT, event_id="broken-1", eventTime=at(11, 0)))
+    assert not {"new-principal", "new-source-ip"} & set(adjustments(asff, ocsf))
+    assert REGISTRY.get_sample_value("connector_triage_store_errors_total") == before + 2

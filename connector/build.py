@@ -124,6 +124,7 @@ def build_runner(
         source, pipeline, once=once, stop=stop, max_in_flight=settings.max_in_flight,
         heartbeat_seconds=heartbeat, observer=observer, stop_on_release=stop_on_release,
         gather_messages=settings.gather_messages, gather_seconds=settings.gather_seconds,
+        hold_on_outage=settings.hold_on_outage, max_hold_seconds=settings.max_hold_seconds,
     )
 
 

@@ -144,6 +144,11 @@ class Settings:
     #: ``gather_seconds``) so a burst reaches Security Hub 100 findings a request, not 10.
     gather_messages: int = _setting(100, minimum=1, maximum=10000)
     gather_seconds: float = _setting(0.5, minimum=0, maximum=30)
+    #: While a sink is down, hold the failed batches and stop receiving (``run`` only; ``--once``
+    #: releases and exits): an outage then spends no SQS receive count.
+    hold_on_outage: bool = True
+    #: A held batch older than this is released (SQS keeps a message invisible 12 h at most).
+    max_hold_seconds: float = _setting(6 * 3600.0, minimum=1, maximum=43000)
     dedupe_ttl_seconds: int = 900
     dedupe_max_entries: int = 100_000
     sqs: SqsSettings = field(default_factory=SqsSettings)

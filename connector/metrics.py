@@ -26,3 +26,5 @@ BATCH_SECONDS = Histogram(
 KINESIS_LAG_MS = Gauge("connector_kinesis_millis_behind_latest", "MillisBehindLatest per shard", ["stream", "shard"])
 SQS_AGE_SECONDS = Gauge("connector_sqs_oldest_message_age_seconds", "Age of the oldest message received in the last batch", ["queue"])
 IN_FLIGHT = Gauge("connector_in_flight_messages", "Source messages received and not yet acknowledged or released")
+HELD = Gauge("connector_held_messages", "Source messages held while a sink is down (not received again, not released)")
+SINK_UP = Gauge("connector_sink_up", "1 while a sink's circuit breaker is closed, 0 while it is open", ["sink"])

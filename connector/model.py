@@ -36,6 +36,9 @@ class SourceMessage:
     #: For a body too large to hold (a big log file): opens it as chunks, and ``body`` is only a
     #: reference to it (what a dead letter of the whole message carries).
     chunks: Callable[[], Iterable[bytes]] | None = None
+    #: The source's own receive limit (an SQS redrive policy's ``maxReceiveCount``; 0: none):
+    #: on its last receive a message that fails is dead-lettered with its reason.
+    max_receives: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from connector.factory import FindingFactory
 from connector.model import DeadLetter, DeliveryResult, Outcome, RenderedFinding, SourceMessage
 from connector.select import Selector
 from connector.sinks import Sink
+from connector.sinks.breaker import BreakerState, SinkBreaker
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class BatchResult:
     findings: int = 0
     dead_lettered: int = 0
     skipped: int = 0
+    #: Why each message in ``retry`` was not delivered (message id → reason), for the logs.
+    reasons: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -49,6 +52,7 @@ class _Work:
     letters: list[DeadLetter]
     skipped: int
     failed: bool = False
+    reason: str = ""  # why it failed, when it did
     #: A streamed message's findings and letters already delivered part by part (not held).
     done_ids: set[str] = field(default_factory=set)
     done_letters: int = 0
@@ -87,8 +91,13 @@ class Pipeline:
         self.dead_letters = dead_letters
         # Ids every sink already holds: drops repeats early. Correctness never depends on it.
         self._delivered: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=dedupe_max_entries, ttl=dedupe_ttl_seconds)
-        # The runner hands batches to several worker threads; the cache is not thread-safe.
+        # (sink, finding, format) a sink already holds, though another sink failed it: a retry
+        # sends it only where it is missing (Security Hub bills every re-import).
+        self._held_by: TTLCache[tuple[int, str, str], bool] = TTLCache(maxsize=dedupe_max_entries, ttl=dedupe_ttl_seconds)
+        # The runner hands batches to several worker threads; the caches are not thread-safe.
         self._cache_lock = threading.Lock()
+        #: One breaker per sink, in ``sinks`` order (two sinks may share a name in tests).
+        self.breakers = [SinkBreaker(sink.name, sink.check) for sink in self.sinks]
 
     # -- map -------------------------------------------------------------------------------
     def map_records(self, body: bytes, origin: str) -> tuple[list[RenderedFinding], list[DeadLetter], int]:
@@ -147,14 +156,17 @@ class Pipeline:
         return 0
 
     # -- deliver ---------------------------------------------------------------------------
-    def _deliver(self, sink: Sink, items: list[RenderedFinding]) -> dict[tuple[str, str], DeliveryResult]:
+    def _deliver(self, index: int, items: list[RenderedFinding]) -> dict[tuple[str, str], DeliveryResult]:
+        sink = self.sinks[index]
         if not items:
             return {}
         try:
             results = sink.send(items)
         except Exception as exc:  # a sink that raises has delivered nothing we can count on
             log.warning("sink %s failed a batch of %d: %s", sink.name, len(items), exc)
-            return {_key(i): DeliveryResult(i.finding_id, Outcome.RETRYABLE, str(exc)) for i in items}
+            failed = {_key(i): DeliveryResult(i.finding_id, Outcome.RETRYABLE, str(exc)) for i in items}
+            self._judge(index, failed)
+            return failed
         by_id: dict[str, list[RenderedFinding]] = {}
         for item in items:
             by_id.setdefault(item.finding_id, []).append(item)
@@ -174,19 +186,34 @@ class Pipeline:
         for key, result in out.items():
             if result.outcome is Outcome.OK:
                 metrics.FINDINGS_OUT.labels(sink.name, key[1]).inc()
+        self._judge(index, out)
         return out
 
-    def handle(self, messages: Sequence[SourceMessage]) -> BatchResult:
+    def _judge(self, index: int, results: Mapping[tuple[str, str], DeliveryResult]) -> None:
+        """Tell the sink's breaker: every document failed retryably → suspect (down if its check
+        fails too); anything else → up."""
+        breaker = self.breakers[index]
+        if not results:
+            return
+        errors = [r.error for r in results.values() if r.outcome is Outcome.RETRYABLE]
+        if len(errors) == len(results):
+            breaker.suspect(errors[0] or "retryable failure")
+        else:
+            breaker.delivered()
+
+    def handle(self, messages: Sequence[SourceMessage], *, outage_held: bool = False) -> BatchResult:
         """One source batch through every stage; the answer says which messages may be acknowledged.
 
         The phases are separate methods so that each step of the failure contract can be read
         (and tested) on its own: map, drop repeats, deliver, decide letters, store letters,
-        remember what every sink holds.
+        remember what every sink holds. ``outage_held``: the caller holds batches that fail
+        while a sink is down (instead of releasing them), so those need no last-receive letter.
         """
         started = time.monotonic()
         work = self._map_messages([m for m in messages if m.chunks is None])
         self._deliver_work(work)
         work += [self._handle_streamed(m) for m in messages if m.chunks is not None]
+        self._give_up_last_attempts(work, outage_held=outage_held)
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
         ok = [w for w in work if not w.failed]
         return BatchResult(
@@ -195,7 +222,33 @@ class Pipeline:
             findings=len({i.finding_id for w in ok for i in w.rendered} | {i for w in ok for i in w.done_ids}),
             dead_lettered=sum(len(w.letters) + w.done_letters for w in ok),
             skipped=sum(w.skipped for w in work),
+            reasons={w.message.id: w.reason or "not delivered" for w in work if w.failed},
         )
+
+    def _give_up_last_attempts(self, work: list[_Work], *, outage_held: bool) -> None:
+        """A message on its queue's last receive is dead-lettered by us, with the reason.
+
+        Otherwise the queue's redrive policy would move it on the next receive, and the message
+        would reach the dead-letter queue with no word of why. Not while a sink is down if the
+        run loop holds such batches (it does not release them, so they spend no receive).
+        """
+        if outage_held and self.sinks_down():
+            return
+        last = [w for w in work if w.failed and w.message.max_receives and w.message.attempt >= w.message.max_receives]
+        for w in last:
+            reason = f"not delivered in {w.message.attempt} receives (the queue's limit): {w.reason or 'unknown'}"
+            w.failed, w.rendered, w.done_ids = False, [], set()
+            w.letters = [DeadLetter("deliver", reason, w.message.id, w.message.body, w.message.source, "GaveUp")]
+        self._store_letters(last)
+
+    # -- sink health, for the run loop's backpressure ---------------------------------------
+    def sinks_down(self) -> list[str]:
+        """Sinks whose breaker is open: their last delivery failed for every document."""
+        return [b.name for b in self.breakers if b.state is BreakerState.OPEN]
+
+    def ready_to_retry(self) -> bool:
+        """Every sink may be tried again (an open breaker's probe passed, or none is open)."""
+        return all([b.probe() for b in self.breakers])
 
     def _deliver_work(self, work: list[_Work]) -> None:
         pending = self._not_yet_delivered(work)
@@ -221,13 +274,13 @@ class Pipeline:
                 self._deliver_work([part])
                 total.skipped += skipped
                 if part.failed:
-                    total.failed = True
+                    total.failed, total.reason = True, part.reason
                     break
                 total.done_ids.update(i.finding_id for i in rendered)
                 total.done_letters += len(part.letters)
         except ConnectorError as exc:
             log.warning("message %s kept for redelivery: %s", message.id, exc)
-            total.failed = True
+            total.failed, total.reason = True, str(exc)
         except Exception as exc:
             part = _Work(message, [], [_undecodable(message, exc)], 0)
             self._store_letters([part])
@@ -249,7 +302,7 @@ class Pipeline:
                 rendered, letters, skipped = self.map_records(message.body, f"{message.source}:{message.id}")
             except ConnectorError as exc:
                 log.warning("message %s kept for redelivery: %s", message.id, exc)
-                work.append(_Work(message, [], [], 0, failed=True))
+                work.append(_Work(message, [], [], 0, failed=True, reason=str(exc)))
                 continue
             except Exception as exc:
                 work.append(_Work(message, [], [_undecodable(message, exc)], 0))
@@ -274,28 +327,34 @@ class Pipeline:
 
     def _deliver_everywhere(
         self, pending: dict[tuple[str, str], RenderedFinding]
-    ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], list[str]]]:
-        """Every sink gets the renderings it takes; returns what must be retried and what was refused.
+    ) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], list[str]]]:
+        """Every sink gets the renderings it takes (minus those it already holds from an earlier
+        attempt); returns what must be retried (with why) and what was refused.
 
         A key refused by one sink and failed retryably by another is a retry, not a dead letter:
         it is dead-lettered once the last attempt is final.
         """
-        failed_keys: set[tuple[str, str]] = set()
+        failed_keys: dict[tuple[str, str], str] = {}
         permanent: dict[tuple[str, str], list[str]] = {}
-        for sink in self.sinks:
-            batch = [item for item in pending.values() if item.format in sink.formats]
-            for key, result in self._deliver(sink, batch).items():
+        for index, sink in enumerate(self.sinks):
+            with self._cache_lock:
+                batch = [item for key, item in pending.items()
+                         if item.format in sink.formats and (index, *key) not in self._held_by]
+            for key, result in self._deliver(index, batch).items():
                 if result.outcome is Outcome.RETRYABLE:
-                    failed_keys.add(key)
+                    failed_keys.setdefault(key, f"{sink.name}: {result.error}")
                 elif result.outcome is Outcome.PERMANENT:
                     permanent.setdefault(key, []).append(f"{sink.name}: {result.error}")
+                else:
+                    with self._cache_lock:
+                        self._held_by[(index, *key)] = True
         return failed_keys, permanent
 
     @staticmethod
     def _assign_letters(
         work: list[_Work],
         pending: dict[tuple[str, str], RenderedFinding],
-        failed_keys: set[tuple[str, str]],
+        failed_keys: Mapping[tuple[str, str], str],
         permanent: dict[tuple[str, str], list[str]],
     ) -> None:
         """Mark messages with a retryable finding failed; give the rest their refused findings as letters."""
@@ -310,8 +369,10 @@ class Pipeline:
             )
         for w in work:
             keys = {_key(i) for i in w.rendered}
-            if w.failed or keys & failed_keys:
+            missing = sorted(keys & failed_keys.keys())
+            if w.failed or missing:
                 w.failed = True
+                w.reason = w.reason or failed_keys[missing[0]]
                 continue
             w.letters.extend(finding_letters[k] for k in sorted(keys) if k in finding_letters)
 
@@ -331,6 +392,7 @@ class Pipeline:
             log.error("dead-letter destination failed; %d messages kept for redelivery: %s", len(owners), exc)
             for w in owners:
                 w.failed = True
+                w.reason = f"dead-letter destination: {exc}"
             return
         for letter in letters:
             metrics.DEAD_LETTERED.labels(letter.stage).inc()

@@ -10,6 +10,7 @@ SQS messages can be up to 1 MiB; nothing here assumes the old 256 KB limit.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -81,6 +82,8 @@ class SqsSource:
         #: otherwise a slow sink would let them time out and be received a second time.
         self._held: dict[str, SourceMessage] = {}
         self._started = False
+        #: The queue's redrive ``maxReceiveCount`` (0: no policy, or not readable).
+        self.max_receives = 0
         self._backoff = backoff or Backoff(base_seconds=0.5, cap_seconds=20, max_attempts=6)
 
     @classmethod
@@ -121,6 +124,7 @@ class SqsSource:
                     received_at=now,
                     attempt=int(attrs.get("ApproximateReceiveCount", "1") or 1),
                     source="sqs",
+                    max_receives=self.max_receives,
                 )
             )
         metrics.SQS_AGE_SECONDS.labels(self.queue_url).set(oldest)
@@ -156,9 +160,21 @@ class SqsSource:
                         self._held.pop(message.ack_token, None)
                     self.release([message], delay=0)
 
+    def _read_redrive_policy(self) -> None:
+        """The queue's ``maxReceiveCount``, so a message on its last receive is dead-lettered by
+        us with its reason instead of being moved by SQS without one. Unreadable: 0 (SQS moves it)."""
+        try:
+            attrs = self.client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"])
+            policy = json.loads(attrs.get("Attributes", {}).get("RedrivePolicy") or "{}")
+            self.max_receives = max(0, int(policy.get("maxReceiveCount", 0)))
+        except Exception as exc:  # a missing permission must not stop the consumer
+            log.warning("could not read the redrive policy of %s (messages on their last receive are left to it): %s",
+                        self.queue_url, exc)
+
     def _start(self) -> None:
         if not self._started:
             self._started = True
+            self._read_redrive_policy()
             for thread in self._threads:
                 thread.start()
 

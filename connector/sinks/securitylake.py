@@ -82,8 +82,8 @@ LOCATION = re.compile(
     r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])/(?P<prefix>ext/(?P<source>[A-Za-z0-9_.:-]{1,64})"
     r"(?:/[A-Za-z0-9_.-]{1,32})?)/?"
 )
-#: AWS Region names: us-east-1, eu-central-2, us-gov-west-1, cn-northwest-1, ap-southeast-7 ...
-REGION = re.compile(r"[a-z]{2}(?:-[a-z]+){1,3}-[0-9]{1,2}")
+#: AWS Region names: us-east-1, eu-central-2, us-gov-west-1, cn-northwest-1, us-iso-east-1, eusc-de-east-1 ...
+REGION = re.compile(r"[a-z]{2,4}(?:-[a-z]+){1,3}-[0-9]{1,2}")
 ACCOUNT = re.compile(r"[0-9]{12}")
 #: Epoch milliseconds between 2000 and 2100: anything else is not a CloudTrail event time.
 TIME_RANGE = (946_684_800_000, 4_102_444_800_000)
@@ -188,8 +188,8 @@ class SecurityLakeSink:
             raise ConfigError(
                 f"setting securitylake.location: {location!r} is not s3://<bucket>/ext/<source>/[<version>/]"
             )
-        if set(match["source"]) <= {"."}:
-            raise ConfigError(f"setting securitylake.location: source name {match['source']!r} is only dots")
+        if any(set(part) <= {"."} for part in match["prefix"].split("/")):
+            raise ConfigError(f"setting securitylake.location: {location!r} has a path segment of only dots")
         self.location = location
         self.bucket = match["bucket"]
         self.root = match["prefix"]

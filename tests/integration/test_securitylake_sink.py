@@ -334,6 +334,21 @@ def test_through_the_pipeline_a_hostile_region_is_dead_lettered_and_the_message_
 
 # -- settings and deploy/ --------------------------------------------------------------------
 
+def test_the_provider_role_is_assumed_once_and_its_credentials_write(bucket: str) -> None:
+    role = boto3.client("iam").create_role(
+        RoleName=f"AmazonSecurityLake-Provider-t{uuid.uuid4().hex[:8]}-us-east-1",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )["Role"]["Arn"]
+    settings = load_settings(environ={}, overrides={"sinks": ["securitylake"], "max_in_flight": 1, "securitylake": {
+        "location": f"s3://{bucket}/ext/{SOURCE}/", "role_arn": role, "external_id": "xid", "region": "us-east-1"}})
+    sink = sink_class("securitylake").from_settings(settings)
+    sink.check()
+    for prefix in ("r1", "r2"):
+        assert {r.outcome for r in sink.send(findings(2, fmt="ocsf", prefix=prefix))} == {Outcome.OK}
+    assert len(keys(bucket)) == 2
+    assert sink._client_factory._cache.assume_calls == 1  # cached until near expiry, not per flush
+
+
 def test_settings_and_registry() -> None:
     env = {"CONNECTOR_SINKS": "securitylake", "CONNECTOR_SECURITYLAKE_LOCATION": "s3://aws-security-data-lake-eu-west-1-abc/ext/cloudtrail/1.0/",
            "CONNECTOR_SECURITYLAKE_MAX_AGE_SECONDS": "5", "CONNECTOR_MAX_IN_FLIGHT": "3"}

@@ -115,11 +115,11 @@ def partition_of(document: Mapping[str, Any]) -> Partition:
     account = account_obj.get("uid") if isinstance(account_obj, Mapping) else None
     when = document.get("time")
     if not isinstance(region, str) or not REGION.fullmatch(region):
-        raise Rejected(f"securitylake: cloud.region {region!r} is not an AWS Region name; not written")
+        raise Rejected(f"securitylake: cloud.region {region!r:.80} is not an AWS Region name; not written")
     if not isinstance(account, str) or not ACCOUNT.fullmatch(account):
-        raise Rejected(f"securitylake: cloud.account.uid {account!r} is not a 12-digit account id; not written")
+        raise Rejected(f"securitylake: cloud.account.uid {account!r:.40} is not a 12-digit account id; not written")
     if not isinstance(when, int) or isinstance(when, bool) or not TIME_RANGE[0] <= when < TIME_RANGE[1]:
-        raise Rejected(f"securitylake: time {when!r} is not epoch milliseconds of 2000-2099; not written")
+        raise Rejected(f"securitylake: time {when!r:.40} is not epoch milliseconds of 2000-2099; not written")
     day = datetime.fromtimestamp(when / 1000, UTC).strftime("%Y%m%d")
     return Partition(region, account, day)
 
@@ -181,7 +181,6 @@ class SecurityLakeSink:
         max_bytes: int = 64 * 1024 * 1024,
         max_age_seconds: float = 20.0,
         callers: int = 4,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         match = LOCATION.fullmatch(location)
         if match is None:
@@ -199,7 +198,6 @@ class SecurityLakeSink:
         self.max_bytes = max_bytes
         self.max_age_seconds = max_age_seconds
         self.callers = max(1, callers)
-        self._clock = clock
         self._cond = threading.Condition()
         self._batch: _Batch | None = None
         self._closed = False
@@ -279,7 +277,7 @@ class SecurityLakeSink:
                 return None
             batch = self._batch
             if batch is None:
-                batch = self._batch = _Batch(opened=self._clock())
+                batch = self._batch = _Batch(opened=time.monotonic())
             for row in rows:
                 previous = batch.rows.get(row.finding_id)
                 batch.size += row.size - (previous.size if previous else 0)
@@ -309,7 +307,7 @@ class SecurityLakeSink:
                 if batch.taken:
                     self._cond.wait()  # another caller is writing it
                     continue
-                remaining = batch.opened + self.max_age_seconds - self._clock()
+                remaining = batch.opened + self.max_age_seconds - time.monotonic()
                 if remaining <= 0 or len(batch.tickets) >= self.callers:
                     self._take(batch)
                     break

@@ -34,7 +34,7 @@ from connector.errors import ConfigError
 from connector.paths import schemas_dir
 
 SourceKind = Literal["sqs", "kinesis"]
-SinkKind = Literal["securityhub", "opensearch", "jsonl"]
+SinkKind = Literal["securityhub", "opensearch", "jsonl", "securitylake"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 StartPosition = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
 OpenSearchAuth = Literal["none", "basic", "sigv4"]
@@ -118,6 +118,25 @@ class JsonlSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SecurityLakeSettings:
+    """The Security Lake custom source (``connector/sinks/securitylake.py``; ``deploy/securitylake/``)."""
+
+    #: The custom source's ``provider.location``: ``s3://<lake bucket>/ext/<source>/[<version>/]``.
+    location: str = _setting("", pattern=r"^$|^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/ext/[A-Za-z0-9_.:-]{1,64}(/[A-Za-z0-9_.-]{1,32})?/?$")
+    #: The provider role Security Lake made (``AmazonSecurityLake-Provider-<source>-<region>``); empty: own credentials.
+    role_arn: str = _setting("", pattern=r"^$|^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
+    external_id: str = ""
+    #: The lake bucket's Region (empty: the SDK's default).
+    region: str = ""
+    #: A batch is written when it holds this many findings, this many bytes of JSON, or its
+    #: oldest finding has waited ``max_age_seconds`` (each sender waits until its findings are written).
+    max_findings: int = _setting(10_000, minimum=1, maximum=1_000_000)
+    max_bytes: int = _setting(64 * 1024 * 1024, minimum=1024)
+    max_age_seconds: float = _setting(20.0, minimum=0, maximum=3600)
+    max_attempts: int = _setting(5, minimum=1, maximum=20)
+
+
+@dataclass(frozen=True, slots=True)
 class LimitSettings:
     max_decompressed_bytes: int = 256 * 1024 * 1024
     #: Streamed objects (large S3 log files) may inflate beyond ``max_decompressed_bytes`` if they
@@ -156,6 +175,7 @@ class Settings:
     securityhub: SecurityHubSettings = field(default_factory=SecurityHubSettings)
     opensearch: OpenSearchSettings = field(default_factory=OpenSearchSettings)
     jsonl: JsonlSettings = field(default_factory=JsonlSettings)
+    securitylake: SecurityLakeSettings = field(default_factory=SecurityLakeSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
 
 

@@ -98,6 +98,10 @@ class DeadLetterSink(Protocol):
     def put(self, letters: Sequence[DeadLetter]) -> None:
         """Store every letter durably or raise ``DeliveryError``."""
 
+    def check(self) -> None:
+        """Raise if letters could not be stored now (``/readyz``). Destinations whose check
+        would need more permissions than storing (S3: ``ListBucket``) may pass."""
+
 
 class DeadLetterKind(Protocol):
     """A registered destination class: built from its URL."""
@@ -109,6 +113,8 @@ class DeadLetterKind(Protocol):
     def __init__(self, url: str) -> None: ...
 
     def put(self, letters: Sequence[DeadLetter]) -> None: ...
+
+    def check(self) -> None: ...
 
 
 KNOWN: dict[str, str] = {

@@ -28,7 +28,7 @@ MAX_BATCH_BYTES = 250 * 1024
 @register("http")
 class SqsDeadLetters:
     scheme: ClassVar[str] = "https"
-    iam_actions: ClassVar[tuple[str, ...]] = ("sqs:SendMessage",)
+    iam_actions: ClassVar[tuple[str, ...]] = ("sqs:SendMessage", "sqs:GetQueueAttributes")
 
     def __init__(self, url: str, client: Any = None) -> None:
         self.url = url
@@ -57,6 +57,13 @@ class SqsDeadLetters:
             size += entry_size
         if chunk:
             yield chunk
+
+    def check(self) -> None:
+        """The queue exists and we may use it (``/readyz``): without it nothing bad can be acknowledged."""
+        try:
+            self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
+        except Exception as exc:
+            raise DeliveryError(f"dead-letter queue {self.url}: {exc}") from exc
 
     def put(self, letters: Sequence[DeadLetter]) -> None:
         for entries in self._chunks(letters):

@@ -43,6 +43,10 @@ class Service:
                 sink.check()
             except Exception as exc:
                 return False, f"sink {sink.name}: {exc}"
+        try:
+            self.pipeline.dead_letters.check()
+        except Exception as exc:
+            return False, f"dead-letter destination: {exc}"
         return True, "ok"
 
 

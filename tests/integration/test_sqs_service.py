@@ -161,6 +161,10 @@ def test_health_ready_and_metrics_over_http(aws_env: MotoServer, tmp_path: Path)
         assert 'connector_findings_delivered_total{format="asff",sink="jsonl"} 3.0' in metrics
         assert "connector_batch_seconds_bucket" in metrics and "connector_records_in_total" in metrics
         assert http_get(f"{base}/nope")[0] == 404
+        # The dead-letter queue disappears: nothing bad could be acknowledged now, so not ready.
+        boto3.client("sqs").delete_queue(QueueUrl=dlq)
+        wait_for(lambda: http_get(f"{base}/readyz")[0] == 503, timeout=30, interval=1)
+        assert "dead-letter" in json.loads(http_get(f"{base}/readyz")[1])["reason"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
 from connector import metrics
 from connector.config import Settings
@@ -82,6 +83,8 @@ class SqsSource:
         #: otherwise a slow sink would let them time out and be received a second time.
         self._held: dict[str, SourceMessage] = {}
         self._started = False
+        #: The pollers' last receive failed with this (after their retries); None once one works.
+        self._failure: Exception | None = None
         #: The queue's redrive ``maxReceiveCount`` (0: no policy, or not readable).
         self.max_receives = 0
         self._backoff = backoff or Backoff(base_seconds=0.5, cap_seconds=20, max_attempts=6)
@@ -136,15 +139,17 @@ class SqsSource:
                 messages = retry_call(
                     self._receive_once,
                     backoff=self._backoff,
-                    retryable=lambda exc: True,
+                    retryable=_transient,
                     on_retry=lambda n, exc: metrics.RETRIES.labels("sqs-receive").inc(),
                     stop=self._stop,
                 )
             except Exception as exc:  # keep polling: the queue may come back
-                log.error("SQS receive from %s failed: %s", self.queue_url, exc)
+                with self._lock:
+                    self._failure = exc  # ``receive`` reports it to the run loop
                 self._stop.wait(5)
                 continue
             with self._lock:
+                self._failure = None
                 self._idle[index] = not messages
                 self._held.update((m.ack_token, m) for m in messages)
             for message in messages:
@@ -186,6 +191,11 @@ class SqsSource:
         try:
             batch.append(self._buffer.get(timeout=1))
         except queue.Empty:
+            with self._lock:
+                failure = self._failure  # until a poller's receive works again
+            if failure is not None:
+                # The run loop counts and logs it (a one-shot run gives up after a few).
+                raise SourceError(f"SQS receive from {self.queue_url} failed: {failure}") from failure
             return batch
         while len(batch) < self.max_messages:
             try:
@@ -304,6 +314,22 @@ class SqsSource:
                 self._held.pop(message.ack_token, None)
         if leftover:
             self.release(leftover, delay=0)
+
+
+#: Answers that no retry can change: the queue is gone or we may not use it.
+PERMANENT_CODES = frozenset({
+    "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "AccessDenied", "AccessDeniedException",
+    "InvalidClientTokenId", "UnrecognizedClientException", "InvalidAddress", "InvalidSecurity",
+})
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth retrying now: not a missing queue, a refused permission or missing credentials."""
+    if isinstance(exc, (NoCredentialsError, NoRegionError)):
+        return False
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "")) not in PERMANENT_CODES
+    return True
 
 
 def _entry_id(index: int, message: SourceMessage) -> str:

@@ -179,3 +179,17 @@ def test_server_side_failed_entries_are_resent(code: str) -> None:
     hub = ScriptedHub(lambda s: {"SuccessCount": 0, "FailedFindings": [{"Id": s[0]["Id"], "ErrorCode": code}]},
                       accept_all)
     assert [r.outcome for r in make_sink(hub).send(batch)] == [Outcome.OK] and len(hub.requests) == 2
+
+
+def test_one_attempt_budget_covers_retries_and_resend_rounds() -> None:
+    """A finding that fails retryably in every answer, between throttles, costs at most
+    ``max_attempts`` requests in all (before: the rounds and the retries nested, 8 × 8 = 64)."""
+
+    def fails_one(sent: list[Mapping[str, Any]]) -> dict[str, Any]:
+        return {"SuccessCount": 0, "FailedCount": len(sent), "FailedFindings": [
+            {"Id": f["Id"], "ErrorCode": "InternalFailure", "ErrorMessage": "try again"} for f in sent]}
+
+    hub = ScriptedHub(*([throttled, fails_one] * 50))
+    results = make_sink(hub).send(findings(1))
+    assert {r.outcome for r in results} == {Outcome.RETRYABLE}
+    assert len(hub.requests) == 4, "max_attempts=4 in make_sink: four requests, whatever the mix of failures"

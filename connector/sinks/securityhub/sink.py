@@ -31,6 +31,8 @@ Contract (see ``connector.sinks.base``): every finding of a batch gets exactly o
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 import threading
@@ -272,10 +274,18 @@ class SecurityHubSink:
         for request in chunk(docs, max_count=self.max_findings_per_request, max_bytes=self.max_request_bytes):
             self._import(client, (caller, region), request, results)
 
-    def _call(self, client: Any, key: tuple[str, str], documents: list[Mapping[str, Any]]) -> dict[str, Any]:
-        """One BatchImportFindings request, with a token first and our own retries."""
+    def _call(self, client: Any, key: tuple[str, str], documents: list[Mapping[str, Any]],
+              calls: list[int] | None = None) -> dict[str, Any]:
+        """One BatchImportFindings request, with a token first and our own retries.
+
+        ``calls`` is the request's attempt budget, shared with the rounds of ``_import`` that
+        resend failed findings: in all at most ``backoff.max_attempts`` calls (they nested to
+        8 × 8 = 64 calls for one finding before)."""
+        used = calls if calls is not None else [0]
+        backoff = dataclasses.replace(self.backoff, max_attempts=max(1, self.backoff.max_attempts - used[0]))
 
         def attempt() -> dict[str, Any]:
+            used[0] += 1
             if not self.limiter.acquire(key, self.stop):
                 raise DeliveryError("stopping before the request could be sent")
             response: dict[str, Any] = client.batch_import_findings(Findings=documents)
@@ -287,7 +297,7 @@ class SecurityHubSink:
                 metrics.THROTTLES.labels(self.name).inc()
             log.info("securityhub %s/%s attempt %d failed, retrying: %s", key[0], key[1], number, describe(exc))
 
-        return retry_call(attempt, backoff=self.backoff, retryable=is_transient, on_retry=on_retry, stop=self.stop)
+        return retry_call(attempt, backoff=backoff, retryable=is_transient, on_retry=on_retry, stop=self.stop)
 
     def _import(
         self,
@@ -298,7 +308,10 @@ class SecurityHubSink:
     ) -> None:
         pending = list(request)
         last_error = ""
+        calls = [0]  # one attempt budget for the request's retries and its resend rounds
         for round_number in range(1, self.backoff.max_attempts + 1):
+            if calls[0] >= self.backoff.max_attempts:
+                break
             if round_number > 1:
                 metrics.RETRIES.labels(self.name).inc()
                 wait = self.backoff.delay(round_number - 1)
@@ -308,7 +321,7 @@ class SecurityHubSink:
                 else:
                     time.sleep(wait)
             try:
-                answer = self._call(client, key, [doc for _, doc, _ in pending])
+                answer = self._call(client, key, [doc for _, doc, _ in pending], calls)
             except ParamValidationError as exc:
                 self._bisect(client, key, pending, results, f"ParamValidationError: {exc}")
                 return

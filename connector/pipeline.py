@@ -210,17 +210,15 @@ class Pipeline:
         while a sink is down (instead of releasing them), so those need no last-receive letter.
         """
         started = time.monotonic()
-        work = self._map_messages([m for m in messages if m.chunks is None])
-        self._deliver_work(work)
-        work += [self._handle_streamed(m) for m in messages if m.chunks is not None]
+        work = self._map_and_deliver(messages)
         self._give_up_last_attempts(work, outage_held=outage_held)
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
         ok = [w for w in work if not w.failed]
         return BatchResult(
             done=tuple(w.message for w in ok),
             retry=tuple(w.message for w in work if w.failed),
-            findings=len({i.finding_id for w in ok for i in w.rendered} | {i for w in ok for i in w.done_ids}),
-            dead_lettered=sum(len(w.letters) + w.done_letters for w in ok),
+            findings=len({i for w in ok for i in w.done_ids}),
+            dead_lettered=sum(w.done_letters for w in ok),
             skipped=sum(w.skipped for w in work),
             reasons={w.message.id: w.reason or "not delivered" for w in work if w.failed},
         )
@@ -237,9 +235,12 @@ class Pipeline:
         last = [w for w in work if w.failed and w.message.max_receives and w.message.attempt >= w.message.max_receives]
         for w in last:
             reason = f"not delivered in {w.message.attempt} receives (the queue's limit): {w.reason or 'unknown'}"
-            w.failed, w.rendered, w.done_ids = False, [], set()
+            w.failed, w.rendered = False, []
             w.letters = [DeadLetter("deliver", reason, w.message.id, w.message.body, w.message.source, "GaveUp")]
         self._store_letters(last)
+        for w in last:
+            if not w.failed:
+                w.done_letters += len(w.letters)
 
     # -- sink health, for the run loop's backpressure ---------------------------------------
     def sinks_down(self) -> list[str]:
@@ -257,58 +258,59 @@ class Pipeline:
         self._store_letters(work)
         self._remember_delivered(work, permanent)
 
-    def _handle_streamed(self, message: SourceMessage) -> _Work:
-        """A large file: each part is delivered (and its letters stored) before the next is read.
-
-        The message is acknowledged only if every part went through; a part that fails stops it
-        for redelivery, and the parts before it are not sent again (finding ids are stable and
-        the delivered-ids cache knows them).
-        """
-        metrics.RECORDS_IN.labels(message.source or "unknown").inc()
-        total = _Work(message, [], [], 0)
-        try:
-            for rendered, letters, skipped in self.map_parts(
-                message.body, f"{message.source}:{message.id}", message.chunks, part_size=STREAM_PART_FINDINGS
-            ):
-                part = _Work(message, rendered, letters, skipped)
-                self._deliver_work([part])
-                total.skipped += skipped
-                if part.failed:
-                    total.failed, total.reason = True, part.reason
-                    break
-                total.done_ids.update(i.finding_id for i in rendered)
-                total.done_letters += len(part.letters)
-        except ConnectorError as exc:
-            log.warning("message %s kept for redelivery: %s", message.id, exc)
-            total.failed, total.reason = True, str(exc)
-        except Exception as exc:
-            part = _Work(message, [], [_undecodable(message, exc)], 0)
-            self._store_letters([part])
-            total.failed = part.failed
-            total.done_letters += len(part.letters)
-        return total
-
     # -- the phases of ``handle`` --------------------------------------------------------------
-    def _map_messages(self, messages: Sequence[SourceMessage]) -> list[_Work]:
-        """Decode and map each message on its own, so one message's trouble is its own.
+    def _map_and_deliver(self, messages: Sequence[SourceMessage]) -> list[_Work]:
+        """Decode and map each message on its own (one message's trouble is its own), delivering
+        in parts of about ``STREAM_PART_FINDINGS`` findings and letters gathered across messages.
 
-        A ``ConnectorError`` that escapes ``map_records`` is retryable trouble of the whole
-        message (S3 unreachable while following a notice): the message is kept for redelivery.
+        So memory is bounded by the part, not by the message: a CloudWatch Logs payload of
+        100,000 target events, or a large streamed log file, is delivered as it is mapped. Small
+        messages still share one delivery (Security Hub takes 100 findings a request). A message
+        is acknowledged only if every part of it went through; a part that fails stops reading
+        it (it will be redelivered, and the parts already delivered are not sent again: finding
+        ids are stable and the delivered-ids caches know them). A ``ConnectorError`` escaping
+        the decoder is retryable trouble of the whole message (S3 unreachable while following a
+        notice): the message is kept for redelivery.
         """
-        work: list[_Work] = []
+        totals: list[_Work] = []
+        parts: list[tuple[_Work, _Work]] = []  # (the message's total, a part not yet delivered)
+        size = 0
         for message in messages:
             metrics.RECORDS_IN.labels(message.source or "unknown").inc()
+            total = _Work(message, [], [], 0)
+            totals.append(total)
             try:
-                rendered, letters, skipped = self.map_records(message.body, f"{message.source}:{message.id}")
+                for rendered, letters, skipped in self.map_parts(
+                    message.body, f"{message.source}:{message.id}", message.chunks, part_size=STREAM_PART_FINDINGS
+                ):
+                    total.skipped += skipped
+                    parts.append((total, _Work(message, rendered, letters, skipped)))
+                    size += len(rendered) + len(letters)
+                    if size >= STREAM_PART_FINDINGS:
+                        self._deliver_parts(parts)
+                        parts, size = [], 0
+                    if total.failed:
+                        break
             except ConnectorError as exc:
                 log.warning("message %s kept for redelivery: %s", message.id, exc)
-                work.append(_Work(message, [], [], 0, failed=True, reason=str(exc)))
-                continue
+                total.failed, total.reason = True, str(exc)
             except Exception as exc:
-                work.append(_Work(message, [], [_undecodable(message, exc)], 0))
+                parts.append((total, _Work(message, [], [_undecodable(message, exc)], 0)))
+        self._deliver_parts(parts)
+        return totals
+
+    def _deliver_parts(self, parts: list[tuple[_Work, _Work]]) -> None:
+        """Deliver the parts, then account each to its message: delivered ids and letters, or the failure."""
+        if not parts:
+            return
+        self._deliver_work([part for _, part in parts])
+        for total, part in parts:
+            if part.failed:
+                if not total.failed:
+                    total.failed, total.reason = True, part.reason
                 continue
-            work.append(_Work(message, rendered, letters, skipped))
-        return work
+            total.done_ids.update(i.finding_id for i in part.rendered)
+            total.done_letters += len(part.letters)
 
     def _not_yet_delivered(self, work: list[_Work]) -> dict[tuple[str, str], RenderedFinding]:
         """Each (finding, format) once, minus those every sink already holds (the TTL cache).

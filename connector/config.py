@@ -145,6 +145,8 @@ class Settings:
     gather_messages: int = _setting(100, minimum=1, maximum=10000)
     gather_seconds: float = _setting(0.5, minimum=0, maximum=30)
     dedupe_ttl_seconds: int = 900
+    #: OpenSearch Dashboards base URL; when set, ``connector setup`` imports the saved objects there.
+    dashboards_url: str = _setting("", pattern="^($|https?://)")
     dedupe_max_entries: int = 100_000
     sqs: SqsSettings = field(default_factory=SqsSettings)
     kinesis: KinesisSettings = field(default_factory=KinesisSettings)

@@ -2,7 +2,17 @@
 
 TLS certificates are verified by default (``opensearch.verify_tls``); a private CA is given with
 ``opensearch.ca_bundle``. SigV4 uses the process's AWS credentials (IRSA, instance profile...)
-through opensearch-py's own signer, for the ``es`` (domains) or ``aoss`` (serverless) service.
+through opensearch-py's own signer for the ``es`` service (Amazon OpenSearch Service domains).
+
+``service: aoss`` (OpenSearch Serverless) is refused here, so ``run``, ``setup`` and ``findings``
+stop at start-up with the reason instead of failing later: time-series collections do not accept
+a client-chosen ``_id`` (which is how a redelivery overwrites instead of duplicating), Serverless
+has no ``_cluster/health`` (readiness) and no ISM (retention). A domain, or a self-managed
+cluster, is what the sink is written for.
+
+The connection pool holds ``pool_maxsize`` connections (urllib3's default is ONE per host, so
+pipeline workers writing at once each opened and then discarded a connection with "Connection
+pool is full"): the sink sizes it to ``max_in_flight`` plus one for the readiness probe.
 """
 
 from __future__ import annotations
@@ -15,9 +25,20 @@ from connector.config import OpenSearchSettings
 from connector.errors import ConfigError
 
 
-def make_client(settings: OpenSearchSettings, **overrides: Any) -> OpenSearch:
+AOSS_REFUSED = (
+    "opensearch.service=aoss (OpenSearch Serverless) is not supported: time-series collections do not "
+    "accept the client-chosen _id the connector relies on to overwrite a redelivered finding instead of "
+    "duplicating it, and Serverless has no _cluster/health or ISM; use an Amazon OpenSearch Service domain "
+    "(opensearch.service=es) or a self-managed cluster"
+)
+
+
+def make_client(settings: OpenSearchSettings, *, pool_maxsize: int = 4, **overrides: Any) -> OpenSearch:
+    """A client for ``settings``; ``pool_maxsize`` connections may be open at once (one per thread)."""
     if not settings.url:
         raise ConfigError("setting opensearch.url (CONNECTOR_OPENSEARCH_URL) is required for the opensearch sink")
+    if settings.service == "aoss":
+        raise ConfigError(AOSS_REFUSED)
     kwargs: dict[str, Any] = {
         "hosts": [settings.url],
         "timeout": settings.timeout_seconds,
@@ -26,6 +47,7 @@ def make_client(settings: OpenSearchSettings, **overrides: Any) -> OpenSearch:
         "max_retries": 0,  # retries are ours: bounded, with jitter, and counted
         "retry_on_timeout": False,
         "http_compress": True,
+        "pool_maxsize": max(1, pool_maxsize),
     }
     if settings.ca_bundle:
         kwargs["ca_certs"] = settings.ca_bundle

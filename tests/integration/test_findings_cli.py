@@ -226,14 +226,18 @@ def test_paging_past_the_result_window(opensearch_url: str) -> None:
         client.close()
 
 
-def test_config_and_log_level_on_every_command(opensearch_url: str, seeded: tuple[str, list[dict[str, Any]]], tmp_path: Path) -> None:
+def test_config_and_log_level_on_every_command(cli: Cli, monkeypatch: pytest.MonkeyPatch, opensearch_url: str,
+                                                seeded: tuple[str, list[dict[str, Any]]], tmp_path: Path) -> None:
     prefix, records = seeded
     config = tmp_path / "connector.yaml"
     config.write_text(f"opensearch:\n  url: {opensearch_url}\n  index_prefix: {prefix}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTOR_")}
-    for args in (["--config", str(config), "--log-level", "DEBUG", "findings", "--count-by", "day", "--output", "json"],
-                 ["findings", "--config", str(config), "--log-level", "ERROR", "--count-by", "day", "--output", "json"]):
-        done = subprocess.run([sys.executable, "-m", "connector", *args], capture_output=True, text=True, env=env, timeout=120)
+    for key in [k for k in os.environ if k.startswith("CONNECTOR_")]:
+        monkeypatch.delenv(key)
+    args = ["--config", str(config), "--log-level", "DEBUG", "findings", "--count-by", "day", "--output", "json"]
+    before = subprocess.run([sys.executable, "-m", "connector", *args], capture_output=True, text=True, env=env, timeout=120)
+    after = cli("findings", "--config", str(config), "--log-level", "ERROR", "--count-by", "day", "--output", "json")
+    for done in (before, after):
         assert done.returncode == 0, done.stderr
         assert sum(json.loads(line)["count"] for line in done.stdout.splitlines()) == len(records)
     from connector.cli import build_parser
@@ -242,7 +246,7 @@ def test_config_and_log_level_on_every_command(opensearch_url: str, seeded: tupl
     for name, parser in commands.items():
         if name != "demo":  # the demo reads no settings: an embedded emulator, by design
             assert {"--config", "--log-level"} <= set(parser._option_string_actions), name
-    before = subprocess.run([sys.executable, "-m", "connector", "--config", str(config), "config"], capture_output=True, text=True, env=env, timeout=60)
-    assert before.returncode == 0 and prefix in before.stdout
-    demo = subprocess.run([sys.executable, "-m", "connector", "--config", str(config), "demo"], capture_output=True, text=True, env=env, timeout=60)
+    shown = cli("--config", str(config), "config")
+    assert shown.returncode == 0 and prefix in shown.stdout
+    demo = cli("--config", str(config), "demo")
     assert demo.returncode == 2 and "--config is not read by this command" in demo.stderr

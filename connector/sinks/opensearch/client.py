@@ -24,7 +24,6 @@ from opensearchpy import OpenSearch, RequestsHttpConnection
 from connector.config import OpenSearchSettings
 from connector.errors import ConfigError
 
-
 AOSS_REFUSED = (
     "opensearch.service=aoss (OpenSearch Serverless) is not supported: time-series collections do not "
     "accept the client-chosen _id the connector relies on to overwrite a redelivered finding instead of "

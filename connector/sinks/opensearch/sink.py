@@ -90,8 +90,8 @@ def _status(value: object) -> int:
     """A bulk item's HTTP status; 0 when there was none (opensearch-py reports a connection error
     that never got an answer with the status ``"N/A"``)."""
     try:
-        return int(value)  # type: ignore[call-overload]
-    except (TypeError, ValueError):
+        return int(str(value))
+    except ValueError:
         return 0
 
 

@@ -251,12 +251,14 @@ def count_by(client: Any, index: str, query: dict[str, Any], key: str) -> tuple[
         answer = client.search(index=index, body=body, ignore_unavailable=True)
         days = answer.get("aggregations", {}).get("by", {}).get("buckets", [])
         return int(answer["hits"]["total"]["value"]), [(str(b["key_as_string"]), int(b["doc_count"])) for b in days]
-    source = {"terms": {"field": field, "missing_bucket": True}}
-    buckets: list[tuple[str, int]] = []
+    sources = [{"key": {"terms": {"field": field, "missing_bucket": True}}}]
+    if key == "principal":  # no ARN (an Identity Center user): the principal's name instead
+        sources.append({"name": {"terms": {"field": "connector.principal", "missing_bucket": True}}})
+    counts: dict[str, int] = {}
     after: dict[str, Any] | None = None
     total = 0
     while True:  # composite: every bucket, exactly, a page at a time
-        composite: dict[str, Any] = {"size": PAGE_SIZE, "sources": [{"key": source}]}
+        composite: dict[str, Any] = {"size": PAGE_SIZE, "sources": sources}
         if after:
             composite["after"] = after
         body = {"size": 0, "query": query, "track_total_hits": after is None, "aggs": {"by": {"composite": composite}}}
@@ -265,12 +267,14 @@ def count_by(client: Any, index: str, query: dict[str, Any], key: str) -> tuple[
             total = int(answer["hits"]["total"]["value"])
         agg = answer.get("aggregations", {}).get("by", {})
         page = agg.get("buckets", [])
-        buckets += [("(none)" if b["key"]["key"] is None else str(b["key"]["key"]), int(b["doc_count"])) for b in page]
+        for bucket in page:
+            label = bucket["key"]["key"] if bucket["key"]["key"] is not None else bucket["key"].get("name")
+            label = "(none)" if label is None else str(label)
+            counts[label] = counts.get(label, 0) + int(bucket["doc_count"])
         after = agg.get("after_key")
         if len(page) < PAGE_SIZE or not after:
             break
-    buckets.sort(key=lambda b: (-b[1], b[0]))
-    return total, buckets
+    return total, sorted(counts.items(), key=lambda b: (-b[1], b[0]))
 
 
 # ---- output --------------------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_counts_by_account_principal_severity_and_day(cli: Cli, seeded: tuple[st
         "account": Counter(r["recipientAccountId"] for r in records),
         "severity": Counter(f.severity.name for f in asff),
         "day": Counter(r["eventTime"][:10] for r in records),
-        "principal": Counter(f.event.identity.arn or f.event.identity.invoked_by or "(none)" for f in asff),
+        "principal": Counter(f.event.identity.arn or f.event.identity.invoked_by or f.event.identity.display for f in asff),
     }
     assert len(expected["account"]) == 2 and len(expected["day"]) == 3 and len(expected["principal"]) > 5
     for key, counts in expected.items():

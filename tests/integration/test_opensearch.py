@@ -419,7 +419,8 @@ class Relay:
         self.sockets.clear()
 
 
-def test_refused_connection_is_retried_and_reported_with_its_cause(opensearch_url: str, prefix: str, factory: FindingFactory) -> None:
+def test_refused_connection_is_retried_and_reported_with_its_cause(opensearch_url: str, prefix: str, factory: FindingFactory,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
     from connector import metrics
 
     def retries() -> float:
@@ -437,7 +438,10 @@ def test_refused_connection_is_retried_and_reported_with_its_cause(opensearch_ur
         before = retries()
         results = sink.send(batch)  # raised ValueError: int("N/A") before
         assert {r.outcome for r in results} == {Outcome.RETRYABLE}
-        assert all("Connection refused" in (r.error or "") for r in results), results[0].error
+        assert all("Connection refused" in (r.error or "") and "object at 0x" not in (r.error or "") for r in results), results[0].error
+        client_logs = [r for r in caplog.records if r.name.startswith("opensearch")]
+        assert [(r.name, r.getMessage()) for r in client_logs if r.exc_info] == []  # one line each, no traceback
+        assert any("Connection refused" in r.getMessage() for r in client_logs)
         assert retries() - before == (attempts - 1) * len(batch)
         # Unreachable from the start (templates not yet checked): the retries run too.
         cold = OpenSearchSink(OpenSearchSettings(url=relay.url, index_prefix=prefix, max_attempts=attempts, timeout_seconds=5))

@@ -17,6 +17,8 @@ pool is full"): the sink sizes it to ``max_in_flight`` plus one for the readines
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 from opensearchpy import OpenSearch, RequestsHttpConnection
@@ -32,12 +34,39 @@ AOSS_REFUSED = (
 )
 
 
+_OBJECT = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>: ")
+
+
+def describe(error: object, limit: int = 300) -> str:
+    """An OpenSearch client error as one short line that keeps its cause ("Connection refused")."""
+    return _OBJECT.sub("", str(error))[:limit]
+
+
+class _OneLine(logging.Filter):
+    """opensearch-py logs every failed request with a full traceback (``exc_info``); an expected
+    failure (the cluster is down, a 429) is one line with its cause instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            if record.exc_info[1] is not None:
+                record.msg, record.args = f"{record.getMessage()}: {describe(record.exc_info[1])}", None
+            record.exc_info, record.exc_text = None, None  # (None, None, None) would print "NoneType: None"
+        return True
+
+
+def _quiet_tracebacks() -> None:
+    logger = logging.getLogger("opensearch")
+    if not any(isinstance(f, _OneLine) for f in logger.filters):
+        logger.addFilter(_OneLine())
+
+
 def make_client(settings: OpenSearchSettings, *, pool_maxsize: int = 4, **overrides: Any) -> OpenSearch:
     """A client for ``settings``; ``pool_maxsize`` connections may be open at once (one per thread)."""
     if not settings.url:
         raise ConfigError("setting opensearch.url (CONNECTOR_OPENSEARCH_URL) is required for the opensearch sink")
     if settings.service == "aoss":
         raise ConfigError(AOSS_REFUSED)
+    _quiet_tracebacks()
     kwargs: dict[str, Any] = {
         "hosts": [settings.url],
         "timeout": settings.timeout_seconds,

@@ -30,7 +30,7 @@ from connector.config import OpenSearchSettings, Settings
 from connector.model import FORMATS, DeliveryResult, Finding, FindingFormat, Outcome, RenderedFinding
 from connector.retry import Backoff
 from connector.sinks.base import register
-from connector.sinks.opensearch.client import make_client
+from connector.sinks.opensearch.client import describe, make_client
 
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -160,7 +160,7 @@ class OpenSearchSink:
                         metrics.THROTTLES.labels("opensearch").inc()
                     # No status: the request never got an answer (refused, reset, timed out);
                     # the error then is the connection error's text, which names the cause.
-                    out[key] = (Outcome.RETRYABLE, f"{status or 'no answer'}: {result.get('error')}")
+                    out[key] = (Outcome.RETRYABLE, f"{status or 'no answer'}: {describe(result.get('error'))}")
                 else:
                     error = result.get("error")
                     reason = error.get("reason") if isinstance(error, dict) else error
@@ -182,7 +182,7 @@ class OpenSearchSink:
             except (OSConnectionError, TransportError, OSError) as exc:
                 log.warning("OpenSearch unreachable while checking templates (attempt %d of %d): %s",
                             attempt, self.backoff.max_attempts, exc)
-                reason = f"OpenSearch unreachable: {exc}"
+                reason = f"OpenSearch unreachable: {describe(exc)}"
                 outcomes = {(i.finding_id, i.format): (Outcome.RETRYABLE, reason) for i in pending}
             final.update(outcomes)
             pending = [i for i in pending if outcomes[(i.finding_id, i.format)][0] is Outcome.RETRYABLE]

@@ -59,10 +59,13 @@ def install(client: Any, prefix: str, ism: bool = True) -> list[str]:
         # OpenSearch normalises what it stores, so compare a fingerprint kept in _meta instead.
         fingerprint = _fingerprint(body)
         body = dict(body, _meta=dict(body.get("_meta", {}), connector_fingerprint=fingerprint))
-        try:
-            current = client.indices.get_index_template(name=name)["index_templates"][0]["index_template"]
-        except NotFoundError:
-            current = None
+        current = None
+        # HEAD first: opensearch-py logs every 404 answer to a GET as a warning, never to a HEAD.
+        if client.indices.exists_index_template(name=name):
+            try:
+                current = client.indices.get_index_template(name=name)["index_templates"][0]["index_template"]
+            except NotFoundError:  # deleted in between
+                current = None
         if current is not None and current.get("_meta", {}).get("connector_fingerprint") == fingerprint:
             lines.append(f"index template {name}: unchanged")
             continue
@@ -89,6 +92,8 @@ def _extend_existing(client: Any, template: dict[str, Any]) -> str:
 
 
 def _remove_combined_alias(client: Any, prefix: str) -> str:
+    if not client.indices.exists_alias(name=prefix):
+        return ""
     try:
         holders = sorted(client.indices.get_alias(name=prefix))
     except NotFoundError:

@@ -255,6 +255,8 @@ def test_dashboard_panels_fit_the_grid_and_references_resolve(prefix: str) -> No
             assert grid["x"] >= 0 and grid["w"] >= 1 and grid["x"] + grid["w"] <= GRID_COLUMNS, panel
     assert layout_errors(objects) == []
     assert {o["attributes"]["title"] for o in objects if o["type"] == "index-pattern"} == {f"{prefix}-asff*", f"{prefix}-ocsf*"}
+    assert all(o["id"].startswith(f"{prefix}-") for o in objects)  # a second prefix does not overwrite the first
+    assert {o["id"] for o in saved_objects("cloudtrail-findings")} == {o["id"].replace(prefix, "ctf") for o in objects}
 
 
 def test_dashboard_fields_exist_in_the_index_mappings(client: OpenSearch, opensearch_url: str, prefix: str, factory: FindingFactory) -> None:

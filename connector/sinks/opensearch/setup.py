@@ -133,8 +133,12 @@ def _install_ism(client: Any, prefix: str) -> str:
 # ---- Dashboards saved objects -------------------------------------------------------------------
 
 def saved_objects(prefix: str) -> list[dict[str, Any]]:
-    """The saved objects for ``prefix`` (index-pattern titles follow the prefix)."""
+    """The saved objects for ``prefix``: index-pattern titles follow it, and so do the object ids
+    (``ctf-*`` for the default), so two prefixes imported into one Dashboards do not overwrite
+    each other's objects."""
     text = (deploy_dir() / "dashboards" / SAVED_OBJECTS_FILE).read_text().replace(DEFAULT_PREFIX, prefix)
+    if prefix != DEFAULT_PREFIX:
+        text = text.replace('"ctf-', f'"{prefix}-')
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 

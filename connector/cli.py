@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="CloudTrail EC2 network-deletion events → ASFF/OCSF findings for Security Hub and OpenSearch.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # Also accepted before the command (``connector --config FILE findings``); see _settings_options.
+    parser.add_argument("--config", dest="global_config", default=None, help="YAML settings file (any command that reads settings)")
+    parser.add_argument("--log-level", dest="global_log_level", default=None, choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -40,6 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    for name in ("config", "log_level"):
+        given = getattr(args, f"global_{name}")
+        if given is None:
+            continue
+        if not hasattr(args, name):
+            print(f"connector {args.command}: --{name.replace('_', '-')} is not read by this command", file=sys.stderr)
+            return 2
+        if getattr(args, name) is None:  # the option after the command wins
+            setattr(args, name, given)
     return int(args.func(args) or 0)
 
 

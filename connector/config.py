@@ -169,6 +169,8 @@ class Settings:
     #: A held batch older than this is released (SQS keeps a message invisible 12 h at most).
     max_hold_seconds: float = _setting(6 * 3600.0, minimum=1, maximum=43000)
     dedupe_ttl_seconds: int = 900
+    #: OpenSearch Dashboards base URL; when set, ``connector setup`` imports the saved objects there.
+    dashboards_url: str = _setting("", pattern="^($|https?://)")
     dedupe_max_entries: int = 100_000
     sqs: SqsSettings = field(default_factory=SqsSettings)
     kinesis: KinesisSettings = field(default_factory=KinesisSettings)

@@ -30,7 +30,7 @@ from connector.config import OpenSearchSettings, Settings
 from connector.model import FORMATS, DeliveryResult, Finding, FindingFormat, Outcome, RenderedFinding
 from connector.retry import Backoff
 from connector.sinks.base import register
-from connector.sinks.opensearch.client import make_client
+from connector.sinks.opensearch.client import describe, make_client
 
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -86,16 +86,26 @@ def summary(finding: Finding, fmt: FindingFormat) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if v is not None}
 
 
+def _status(value: object) -> int:
+    """A bulk item's HTTP status; 0 when there was none (opensearch-py reports a connection error
+    that never got an answer with the status ``"N/A"``)."""
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
 @register("opensearch")
 class OpenSearchSink:
     name: ClassVar[str] = "opensearch"
     formats: ClassVar[tuple[FindingFormat, ...]] = FORMATS
     iam_actions: ClassVar[tuple[str, ...]] = ("es:ESHttpPost", "es:ESHttpPut", "es:ESHttpGet", "es:ESHttpHead")
 
-    def __init__(self, settings: OpenSearchSettings, client: Any = None) -> None:
+    def __init__(self, settings: OpenSearchSettings, client: Any = None, *, workers: int = 4) -> None:
         self.settings = settings
         self.prefix = settings.index_prefix
-        self.client = client or make_client(settings)
+        # One connection per pipeline worker, plus one for the readiness probe.
+        self.client = client or make_client(settings, pool_maxsize=workers + 1)
         self.backoff = Backoff(base_seconds=0.5, cap_seconds=20, max_attempts=max(1, settings.max_attempts))
         self._templates_ready = False
 
@@ -114,7 +124,7 @@ class OpenSearchSink:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenSearchSink:
-        return cls(settings.opensearch)
+        return cls(settings.opensearch, workers=settings.max_in_flight)
 
     def _actions(self, items: Sequence[RenderedFinding]) -> Iterator[dict[str, Any]]:
         for item in items:
@@ -142,13 +152,15 @@ class OpenSearchSink:
                 if item is None:
                     continue
                 key = (item.finding_id, item.format)
-                status = int(result.get("status", 0) or 0)
+                status = _status(result.get("status"))
                 if ok and status < 300:
                     out[key] = (Outcome.OK, None)
                 elif status in RETRYABLE_STATUS or not status:
                     if status == 429:
                         metrics.THROTTLES.labels("opensearch").inc()
-                    out[key] = (Outcome.RETRYABLE, f"{status}: {result.get('error')}")
+                    # No status: the request never got an answer (refused, reset, timed out);
+                    # the error then is the connection error's text, which names the cause.
+                    out[key] = (Outcome.RETRYABLE, f"{status or 'no answer'}: {describe(result.get('error'))}")
                 else:
                     error = result.get("error")
                     reason = error.get("reason") if isinstance(error, dict) else error
@@ -161,15 +173,17 @@ class OpenSearchSink:
         return out
 
     def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]:
-        try:
-            self._ensure_templates()
-        except (OSConnectionError, TransportError, OSError) as exc:
-            log.warning("OpenSearch unreachable while checking templates: %s", exc)
-            return [DeliveryResult(i.finding_id, Outcome.RETRYABLE, f"OpenSearch unreachable: {exc}", i.format) for i in batch]
         pending = list(batch)
         final: dict[tuple[str, str], tuple[Outcome, str | None]] = {}
         for attempt in range(1, self.backoff.max_attempts + 1):
-            outcomes = self._bulk_once(pending)
+            try:  # inside the loop: an unreachable cluster gets the configured retries too
+                self._ensure_templates()
+                outcomes = self._bulk_once(pending)
+            except (OSConnectionError, TransportError, OSError) as exc:
+                log.warning("OpenSearch unreachable while checking templates (attempt %d of %d): %s",
+                            attempt, self.backoff.max_attempts, exc)
+                reason = f"OpenSearch unreachable: {describe(exc)}"
+                outcomes = {(i.finding_id, i.format): (Outcome.RETRYABLE, reason) for i in pending}
             final.update(outcomes)
             pending = [i for i in pending if outcomes[(i.finding_id, i.format)][0] is Outcome.RETRYABLE]
             if not pending or attempt == self.backoff.max_attempts:

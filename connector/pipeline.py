@@ -68,6 +68,22 @@ def _key(item: RenderedFinding) -> tuple[str, str]:
     return item.finding_id, item.format
 
 
+def _observe_delivery(sink: str, items: list[RenderedFinding], out: Mapping[tuple[str, str], DeliveryResult]) -> None:
+    """Outcomes, delivered count, event-time lag (once per finding) and up/down of one sink's batch."""
+    now = time.time()
+    lagged: set[str] = set()
+    for item in items:
+        outcome = out[_key(item)].outcome
+        metrics.SINK_OUTCOMES.labels(sink, outcome.value).inc()
+        if outcome is Outcome.OK:
+            metrics.FINDINGS_OUT.labels(sink, item.format).inc()
+            if item.finding_id not in lagged:
+                lagged.add(item.finding_id)
+                metrics.DELIVERY_LAG_SECONDS.labels(sink).observe(max(0.0, now - item.finding.event.event_time.timestamp()))
+    if items:
+        metrics.SINK_UP.labels(sink).set(0 if all(out[_key(i)].outcome is Outcome.RETRYABLE for i in items) else 1)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -85,6 +101,8 @@ class Pipeline:
         self.selector = selector
         self.sinks = list(sinks)
         self.dead_letters = dead_letters
+        for sink in self.sinks:
+            metrics.declare_sink(sink.name)
         # Ids every sink already holds: drops repeats early. Correctness never depends on it.
         self._delivered: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=dedupe_max_entries, ttl=dedupe_ttl_seconds)
         # The runner hands batches to several worker threads; the cache is not thread-safe.
@@ -110,8 +128,10 @@ class Pipeline:
         rendered: list[RenderedFinding] = []
         letters: list[DeadLetter] = []
         skipped = 0
+        records = metrics.RECORDS_IN.labels(origin.split(":", 1)[0])  # origin is "<source>:<message id>"
         items = self.decoder.decode_stream(chunks(), origin=origin) if chunks else self.decoder.decode(body, origin=origin)
         for item in items:
+            records.inc(item.count if isinstance(item, Skipped) else 1)
             if isinstance(item, Skipped):
                 skipped += item.count
                 continue
@@ -154,7 +174,9 @@ class Pipeline:
             results = sink.send(items)
         except Exception as exc:  # a sink that raises has delivered nothing we can count on
             log.warning("sink %s failed a batch of %d: %s", sink.name, len(items), exc)
-            return {_key(i): DeliveryResult(i.finding_id, Outcome.RETRYABLE, str(exc)) for i in items}
+            failed = {_key(i): DeliveryResult(i.finding_id, Outcome.RETRYABLE, str(exc)) for i in items}
+            _observe_delivery(sink.name, items, failed)
+            return failed
         by_id: dict[str, list[RenderedFinding]] = {}
         for item in items:
             by_id.setdefault(item.finding_id, []).append(item)
@@ -171,9 +193,7 @@ class Pipeline:
         # A result a sink forgot to give is a failure to deliver, never a success.
         for item in items:
             out.setdefault(_key(item), DeliveryResult(item.finding_id, Outcome.RETRYABLE, f"{sink.name} gave no result"))
-        for key, result in out.items():
-            if result.outcome is Outcome.OK:
-                metrics.FINDINGS_OUT.labels(sink.name, key[1]).inc()
+        _observe_delivery(sink.name, items, out)
         return out
 
     def handle(self, messages: Sequence[SourceMessage]) -> BatchResult:
@@ -211,7 +231,7 @@ class Pipeline:
         for redelivery, and the parts before it are not sent again (finding ids are stable and
         the delivered-ids cache knows them).
         """
-        metrics.RECORDS_IN.labels(message.source or "unknown").inc()
+        metrics.MESSAGES_IN.labels(message.source or "unknown").inc()
         total = _Work(message, [], [], 0)
         try:
             for rendered, letters, skipped in self.map_parts(
@@ -244,7 +264,7 @@ class Pipeline:
         """
         work: list[_Work] = []
         for message in messages:
-            metrics.RECORDS_IN.labels(message.source or "unknown").inc()
+            metrics.MESSAGES_IN.labels(message.source or "unknown").inc()
             try:
                 rendered, letters, skipped = self.map_records(message.body, f"{message.source}:{message.id}")
             except ConnectorError as exc:
@@ -334,7 +354,8 @@ class Pipeline:
             return
         for letter in letters:
             metrics.DEAD_LETTERED.labels(letter.stage).inc()
-            log.warning("dead-lettered %s at %s: %s", letter.record_id, letter.stage, letter.reason)
+            log.warning("dead-lettered %s at %s: %s", letter.record_id, letter.stage, letter.reason,
+                        extra={"repeat_key": f"dead-lettered {letter.stage} {letter.error_type}"})
 
     def _remember_delivered(self, work: list[_Work], permanent: dict[tuple[str, str], list[str]]) -> None:
         """Log each delivered finding once and cache it, so a redelivery does not re-send it."""

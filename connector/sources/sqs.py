@@ -24,7 +24,7 @@ from connector import metrics
 from connector.config import Settings
 from connector.errors import SourceError
 from connector.model import SourceMessage
-from connector.retry import Backoff, retry_call
+from connector.retry import Backoff, pause, retry_call
 from connector.sources.base import register
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class SqsSource:
                     self._receive_once,
                     backoff=self._backoff,
                     retryable=lambda exc: True,
-                    on_retry=lambda n, exc: metrics.RETRIES.labels("sqs-receive").inc(),
+                    component="sqs-receive",
                     stop=self._stop,
                 )
             except Exception as exc:  # keep polling: the queue may come back
@@ -228,8 +228,7 @@ class SqsSource:
             if attempt == self._backoff.max_attempts:
                 refused += [f"{e['Id']}: still failing after {attempt} attempts" for e in pending]
                 break
-            metrics.RETRIES.labels(f"sqs-{operation}").inc(len(pending))
-            time.sleep(self._backoff.delay(attempt))
+            pause(self._backoff, attempt, f"sqs-{operation}", count=len(pending))
         if refused:
             raise SourceError(f"{operation}: {len(refused)} of {len(entries)} entries failed ({'; '.join(refused[:5])})")
 

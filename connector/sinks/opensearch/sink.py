@@ -17,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -28,7 +27,7 @@ from opensearchpy.exceptions import TransportError
 from connector import metrics
 from connector.config import OpenSearchSettings, Settings
 from connector.model import FORMATS, DeliveryResult, Finding, FindingFormat, Outcome, RenderedFinding
-from connector.retry import Backoff
+from connector.retry import Backoff, pause
 from connector.sinks.base import register
 from connector.sinks.opensearch.client import make_client
 
@@ -160,22 +159,25 @@ class OpenSearchSink:
             out.setdefault((item.finding_id, item.format), (Outcome.RETRYABLE, "no answer from OpenSearch"))
         return out
 
-    def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]:
+    def _templates_or_failure(self, items: Sequence[RenderedFinding]) -> dict[tuple[str, str], tuple[Outcome, str | None]]:
+        """Empty if the templates are in place, else every item retryable with the cause."""
         try:
             self._ensure_templates()
         except (OSConnectionError, TransportError, OSError) as exc:
             log.warning("OpenSearch unreachable while checking templates: %s", exc)
-            return [DeliveryResult(i.finding_id, Outcome.RETRYABLE, f"OpenSearch unreachable: {exc}", i.format) for i in batch]
+            return {(i.finding_id, i.format): (Outcome.RETRYABLE, f"OpenSearch unreachable: {exc}") for i in items}
+        return {}
+
+    def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]:
         pending = list(batch)
         final: dict[tuple[str, str], tuple[Outcome, str | None]] = {}
         for attempt in range(1, self.backoff.max_attempts + 1):
-            outcomes = self._bulk_once(pending)
+            outcomes = self._templates_or_failure(pending) or self._bulk_once(pending)
             final.update(outcomes)
             pending = [i for i in pending if outcomes[(i.finding_id, i.format)][0] is Outcome.RETRYABLE]
             if not pending or attempt == self.backoff.max_attempts:
                 break
-            metrics.RETRIES.labels("opensearch").inc(len(pending))
-            time.sleep(self.backoff.delay(attempt))
+            pause(self.backoff, attempt, self.name, count=len(pending))
         return [
             DeliveryResult(item.finding_id, final[(item.finding_id, item.format)][0], final[(item.finding_id, item.format)][1], item.format)
             for item in batch

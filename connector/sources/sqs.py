@@ -33,6 +33,9 @@ STALE_RECEIPT = frozenset({"ReceiptHandleIsInvalid"})
 
 #: Seconds a released message stays invisible before it is tried again.
 RELEASE_DELAY_SECONDS = 10
+#: Seconds between two GetQueueAttributes calls for the backlog gauge (one call: cheap, and
+#: SQS's approximate counts settle over about a minute anyway).
+BACKLOG_SECONDS = 30.0
 
 
 @register("sqs")
@@ -74,6 +77,7 @@ class SqsSource:
             threading.Thread(target=self._poll_loop, args=(i,), name=f"sqs-poller-{i}", daemon=True)
             for i in range(max(1, pollers))
         ]
+        self._backlog_thread = threading.Thread(target=self._backlog_loop, name="sqs-backlog", daemon=True)
         #: Per poller: its last long poll came back empty and it holds no message.
         self._idle = [False] * len(self._threads)
         #: Received but not yet handed to the runner (in a poller's hands or in the buffer), by
@@ -123,7 +127,7 @@ class SqsSource:
                     source="sqs",
                 )
             )
-        metrics.SQS_AGE_SECONDS.labels(self.queue_url).set(oldest)
+        metrics.SQS_AGE_SECONDS.labels(metrics.queue_name(self.queue_url)).set(oldest)
         return out
 
     def _poll_loop(self, index: int) -> None:
@@ -156,11 +160,27 @@ class SqsSource:
                         self._held.pop(message.ack_token, None)
                     self.release([message], delay=0)
 
+    def _backlog_loop(self) -> None:
+        """``connector_backlog_messages``: visible and in-flight messages, every ``BACKLOG_SECONDS``."""
+        queue_label = metrics.queue_name(self.queue_url)
+        while not self._stop.is_set():
+            try:
+                attrs = self.client.get_queue_attributes(
+                    QueueUrl=self.queue_url,
+                    AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                )["Attributes"]
+                metrics.BACKLOG.labels("sqs", queue_label, "visible").set(int(attrs["ApproximateNumberOfMessages"]))
+                metrics.BACKLOG.labels("sqs", queue_label, "in_flight").set(int(attrs["ApproximateNumberOfMessagesNotVisible"]))
+            except Exception as exc:  # a gauge gone stale is no reason to stop; receive reports the trouble
+                log.debug("backlog of %s not read: %s", self.queue_url, exc)
+            self._stop.wait(BACKLOG_SECONDS)
+
     def _start(self) -> None:
         if not self._started:
             self._started = True
             for thread in self._threads:
                 thread.start()
+            self._backlog_thread.start()
 
     # -- contract --------------------------------------------------------------------------
     def receive(self) -> list[SourceMessage]:

@@ -168,7 +168,10 @@ def flush() -> None:
         summary.msg = f"{record.getMessage()} (and {held} more like this, not shown)"
         summary.args = None
         summary.repeated = held
+        summary.summary = True  # the line stands for the ``held`` occurrences, itself included
         summary._summary = True
+        if record.exc_info and record.exc_info[1] is not None and not hasattr(summary, "error"):
+            summary.error = one_line(record.exc_info[1])
         summary.exc_info = None
         summary.created = time.time()
         summary.msecs = (summary.created % 1) * 1000

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 MESSAGES_IN = Counter("connector_messages_in_total", "Source messages received (an SQS message, a Kinesis record, a file)", ["source"])
 RECORDS_IN = Counter("connector_records_in_total", "CloudTrail records decoded from source messages", ["source"])

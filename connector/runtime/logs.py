@@ -90,7 +90,7 @@ class RepeatFilter(logging.Filter):
             self._seen[key] = (now, 0, None)
         if held:
             record.repeated = held
-            record.msg = f"{record.msg} (and {held} more like this in the last {now - last:.0f}s)"  # type: ignore[operator]
+            record.msg = f"{record.msg} (and {held} more like this in the last {now - last:.0f}s)"
         return True
 
     def pending(self) -> list[tuple[logging.LogRecord, int]]:

@@ -128,7 +128,10 @@ class Pipeline:
         rendered: list[RenderedFinding] = []
         letters: list[DeadLetter] = []
         skipped = 0
-        records = metrics.RECORDS_IN.labels(origin.split(":", 1)[0])  # origin is "<source>:<message id>"
+        # The pipeline's origins are "<source>:<message id>"; any other (bench, tests) counts as unknown,
+        # never as a label per message.
+        source, _, rest = origin.partition(":")
+        records = metrics.RECORDS_IN.labels(source if rest and source else "unknown")
         items = self.decoder.decode_stream(chunks(), origin=origin) if chunks else self.decoder.decode(body, origin=origin)
         for item in items:
             records.inc(item.count if isinstance(item, Skipped) else 1)

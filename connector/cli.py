@@ -53,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # the last line of defence: one clear line, a traceback only if unforeseen
         return fail(args.command, exc)
+    finally:
+        logs.flush()  # the count of warnings still held back by the repeat filter
 
 
 def fail(command: str, exc: BaseException) -> int:

@@ -13,7 +13,7 @@ use is defined here.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
@@ -77,3 +77,8 @@ def declare_sink(name: str) -> None:
 def queue_name(queue_url: str) -> str:
     """The last path segment of a queue URL: a short, stable label value."""
     return queue_url.rstrip("/").rsplit("/", 1)[-1] or queue_url
+
+
+def exposition() -> tuple[bytes, str]:
+    """The ``/metrics`` body and its content type (text format 0.0.4, without ``*_created``)."""
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -72,6 +72,21 @@ def _key(item: RenderedFinding) -> tuple[str, str]:
     return item.finding_id, item.format
 
 
+def _observe_delivery(sink: str, items: list[RenderedFinding], out: Mapping[tuple[str, str], DeliveryResult]) -> None:
+    """Outcomes, delivered count and event-time lag (once per finding) of one sink's batch (its
+    up/down gauge is its breaker's)."""
+    now = time.time()
+    lagged: set[str] = set()
+    for item in items:
+        outcome = out[_key(item)].outcome
+        metrics.SINK_OUTCOMES.labels(sink, outcome.value).inc()
+        if outcome is Outcome.OK:
+            metrics.FINDINGS_OUT.labels(sink, item.format).inc()
+            if item.finding_id not in lagged:
+                lagged.add(item.finding_id)
+                metrics.DELIVERY_LAG_SECONDS.labels(sink).observe(max(0.0, now - item.finding.event.event_time.timestamp()))
+
+
 class Pipeline:
     def __init__(
         self,
@@ -89,6 +104,8 @@ class Pipeline:
         self.selector = selector
         self.sinks = list(sinks)
         self.dead_letters = dead_letters
+        for sink in self.sinks:
+            metrics.declare_sink(sink.name)
         # Ids every sink already holds: drops repeats early. Correctness never depends on it.
         self._delivered: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=dedupe_max_entries, ttl=dedupe_ttl_seconds)
         # (sink, finding, format) a sink already holds, though another sink failed it: a retry
@@ -119,8 +136,13 @@ class Pipeline:
         rendered: list[RenderedFinding] = []
         letters: list[DeadLetter] = []
         skipped = 0
+        # The pipeline's origins are "<source>:<message id>"; any other (bench, tests) counts as unknown,
+        # never as a label per message.
+        source, _, rest = origin.partition(":")
+        records = metrics.RECORDS_IN.labels(source if rest and source else "unknown")
         items = self.decoder.decode_stream(chunks(), origin=origin) if chunks else self.decoder.decode(body, origin=origin)
         for item in items:
+            records.inc(item.count if isinstance(item, Skipped) else 1)
             if isinstance(item, Skipped):
                 skipped += item.count
                 continue
@@ -166,6 +188,7 @@ class Pipeline:
             log.warning("sink %s failed a batch of %d: %s", sink.name, len(items), exc)
             failed = {_key(i): DeliveryResult(i.finding_id, Outcome.RETRYABLE, str(exc)) for i in items}
             self._judge(index, failed)
+            _observe_delivery(sink.name, items, failed)
             return failed
         by_id: dict[str, list[RenderedFinding]] = {}
         for item in items:
@@ -183,9 +206,7 @@ class Pipeline:
         # A result a sink forgot to give is a failure to deliver, never a success.
         for item in items:
             out.setdefault(_key(item), DeliveryResult(item.finding_id, Outcome.RETRYABLE, f"{sink.name} gave no result"))
-        for key, result in out.items():
-            if result.outcome is Outcome.OK:
-                metrics.FINDINGS_OUT.labels(sink.name, key[1]).inc()
+        _observe_delivery(sink.name, items, out)
         self._judge(index, out)
         return out
 
@@ -276,7 +297,7 @@ class Pipeline:
         parts: list[tuple[_Work, _Work]] = []  # (the message's total, a part not yet delivered)
         size = 0
         for message in messages:
-            metrics.RECORDS_IN.labels(message.source or "unknown").inc()
+            metrics.MESSAGES_IN.labels(message.source or "unknown").inc()
             total = _Work(message, [], [], 0)
             totals.append(total)
             try:
@@ -398,7 +419,8 @@ class Pipeline:
             return
         for letter in letters:
             metrics.DEAD_LETTERED.labels(letter.stage).inc()
-            log.warning("dead-lettered %s at %s: %s", letter.record_id, letter.stage, letter.reason)
+            log.warning("dead-lettered %s at %s: %s", letter.record_id, letter.stage, letter.reason,
+                        extra={"repeat_key": f"dead-lettered {letter.stage} {letter.error_type}"})
 
     def _remember_delivered(self, work: list[_Work], permanent: dict[tuple[str, str], list[str]]) -> None:
         """Log each delivered finding once and cache it, so a redelivery does not re-send it."""

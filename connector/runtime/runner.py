@@ -122,7 +122,7 @@ class Runner:
 
     def _settle(self, batch: Sequence[SourceMessage], result: BatchResult | None, error: BaseException | None) -> None:
         if error is not None or result is None:
-            log.error("batch of %d failed unexpectedly; releasing it: %s", len(batch), error)
+            log.error("batch of %d failed unexpectedly; releasing it: %s", len(batch), error, exc_info=error)
             self._release(batch)
             self._observe(batch, None)
             return

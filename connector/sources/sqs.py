@@ -26,7 +26,7 @@ from connector import metrics
 from connector.config import Settings
 from connector.errors import SourceError
 from connector.model import SourceMessage
-from connector.retry import Backoff, retry_call
+from connector.retry import Backoff, pause, retry_call
 from connector.sources.base import register
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,9 @@ STALE_RECEIPT = frozenset({"ReceiptHandleIsInvalid"})
 
 #: Seconds a released message stays invisible before it is tried again.
 RELEASE_DELAY_SECONDS = 10
+#: Seconds between two GetQueueAttributes calls for the backlog gauge (one call: cheap, and
+#: SQS's approximate counts settle over about a minute anyway).
+BACKLOG_SECONDS = 30.0
 
 
 @register("sqs")
@@ -76,6 +79,7 @@ class SqsSource:
             threading.Thread(target=self._poll_loop, args=(i,), name=f"sqs-poller-{i}", daemon=True)
             for i in range(max(1, pollers))
         ]
+        self._backlog_thread = threading.Thread(target=self._backlog_loop, name="sqs-backlog", daemon=True)
         #: Per poller: its last long poll came back empty and it holds no message.
         self._idle = [False] * len(self._threads)
         #: Received but not yet handed to the runner (in a poller's hands or in the buffer), by
@@ -130,7 +134,7 @@ class SqsSource:
                     max_receives=self.max_receives,
                 )
             )
-        metrics.SQS_AGE_SECONDS.labels(self.queue_url).set(oldest)
+        metrics.SQS_AGE_SECONDS.labels(metrics.queue_name(self.queue_url)).set(oldest)
         return out
 
     def _poll_loop(self, index: int) -> None:
@@ -140,7 +144,7 @@ class SqsSource:
                     self._receive_once,
                     backoff=self._backoff,
                     retryable=_transient,
-                    on_retry=lambda n, exc: metrics.RETRIES.labels("sqs-receive").inc(),
+                    component="sqs-receive",
                     stop=self._stop,
                 )
             except Exception as exc:  # keep polling: the queue may come back
@@ -175,6 +179,20 @@ class SqsSource:
         except Exception as exc:  # a missing permission must not stop the consumer
             log.warning("could not read the redrive policy of %s (messages on their last receive are left to it): %s",
                         self.queue_url, exc)
+    def _backlog_loop(self) -> None:
+        """``connector_backlog_messages``: visible and in-flight messages, every ``BACKLOG_SECONDS``."""
+        queue_label = metrics.queue_name(self.queue_url)
+        while not self._stop.is_set():
+            try:
+                attrs = self.client.get_queue_attributes(
+                    QueueUrl=self.queue_url,
+                    AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                )["Attributes"]
+                metrics.BACKLOG.labels("sqs", queue_label, "visible").set(int(attrs["ApproximateNumberOfMessages"]))
+                metrics.BACKLOG.labels("sqs", queue_label, "in_flight").set(int(attrs["ApproximateNumberOfMessagesNotVisible"]))
+            except Exception as exc:  # a gauge gone stale is no reason to stop; receive reports the trouble
+                log.debug("backlog of %s not read: %s", self.queue_url, exc)
+            self._stop.wait(BACKLOG_SECONDS)
 
     def _start(self) -> None:
         if not self._started:
@@ -182,6 +200,7 @@ class SqsSource:
             self._read_redrive_policy()
             for thread in self._threads:
                 thread.start()
+            self._backlog_thread.start()
 
     # -- contract --------------------------------------------------------------------------
     def receive(self) -> list[SourceMessage]:
@@ -254,8 +273,7 @@ class SqsSource:
             if attempt == self._backoff.max_attempts:
                 refused += [f"{e['Id']}: still failing after {attempt} attempts" for e in pending]
                 break
-            metrics.RETRIES.labels(f"sqs-{operation}").inc(len(pending))
-            time.sleep(self._backoff.delay(attempt))
+            pause(self._backoff, attempt, f"sqs-{operation}", count=len(pending))
         if refused:
             raise SourceError(f"{operation}: {len(refused)} of {len(entries)} entries failed ({'; '.join(refused[:5])})")
 

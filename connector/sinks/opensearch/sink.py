@@ -17,7 +17,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -28,7 +27,7 @@ from opensearchpy.exceptions import TransportError
 from connector import metrics
 from connector.config import OpenSearchSettings, Settings
 from connector.model import FORMATS, DeliveryResult, Finding, FindingFormat, Outcome, RenderedFinding
-from connector.retry import Backoff
+from connector.retry import Backoff, pause
 from connector.sinks.base import register
 from connector.sinks.opensearch.client import describe, make_client
 
@@ -188,8 +187,7 @@ class OpenSearchSink:
             pending = [i for i in pending if outcomes[(i.finding_id, i.format)][0] is Outcome.RETRYABLE]
             if not pending or attempt == self.backoff.max_attempts:
                 break
-            metrics.RETRIES.labels("opensearch").inc(len(pending))
-            time.sleep(self.backoff.delay(attempt))
+            pause(self.backoff, attempt, self.name, count=len(pending))
         return [
             DeliveryResult(item.finding_id, final[(item.finding_id, item.format)][0], final[(item.finding_id, item.format)][1], item.format)
             for item in batch

@@ -32,11 +32,9 @@ Contract (see ``connector.sinks.base``): every finding of a batch gets exactly o
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -56,7 +54,7 @@ from connector import metrics
 from connector.config import Settings
 from connector.errors import DeliveryError
 from connector.model import DeliveryResult, FindingFormat, Outcome, RenderedFinding
-from connector.retry import Backoff, retry_call
+from connector.retry import Backoff, pause, retry_call
 from connector.sinks.base import register
 from connector.sinks.securityhub.credentials import IAM_ACTIONS as STS_ACTIONS
 from connector.sinks.securityhub.credentials import SessionCache, role_arn_for
@@ -292,12 +290,12 @@ class SecurityHubSink:
             return response
 
         def on_retry(number: int, exc: BaseException) -> None:
-            metrics.RETRIES.labels(self.name).inc()
             if is_throttle(exc):
                 metrics.THROTTLES.labels(self.name).inc()
             log.info("securityhub %s/%s attempt %d failed, retrying: %s", key[0], key[1], number, describe(exc))
 
-        return retry_call(attempt, backoff=backoff, retryable=is_transient, on_retry=on_retry, stop=self.stop)
+        return retry_call(attempt, backoff=backoff, retryable=is_transient, component=self.name, on_retry=on_retry,
+                          stop=self.stop)
 
     def _import(
         self,
@@ -312,14 +310,8 @@ class SecurityHubSink:
         for round_number in range(1, self.backoff.max_attempts + 1):
             if calls[0] >= self.backoff.max_attempts:
                 break
-            if round_number > 1:
-                metrics.RETRIES.labels(self.name).inc()
-                wait = self.backoff.delay(round_number - 1)
-                if self.stop is not None:
-                    if self.stop.wait(wait):
-                        break
-                else:
-                    time.sleep(wait)
+            if round_number > 1 and not pause(self.backoff, round_number - 1, self.name, self.stop):
+                break
             try:
                 answer = self._call(client, key, [doc for _, doc, _ in pending], calls)
             except ParamValidationError as exc:

@@ -209,7 +209,7 @@ def lines(stream: io.StringIO) -> list[dict[str, Any]]:
 
 def test_library_warning_with_a_traceback_is_one_line_our_unexpected_error_keeps_it() -> None:
     stream, handler = capture()
-    library, ours = logging.getLogger("opensearch"), logging.getLogger("connector.unit")
+    library, ours = logging.getLogger("urllib3.connectionpool"), logging.getLogger("connector.unit")
     for logger in (library, ours):
         logger.addHandler(handler)
     try:

@@ -45,7 +45,7 @@ class Correlator:
     threshold: int = 5
     window_seconds: int = 600
     key: KeyKind = "principal"
-    #: How long a window is kept after it ends (late records, redeliveries, replays of recent days).
+    #: How long a window is kept after it ends, or after it was written if later (late records, redeliveries).
     retention_seconds: int = 2 * DAY
     product_arn_template: str = ""
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -95,8 +95,11 @@ class Correlator:
             ident = finding.event.identity if self.key == "principal" else Identity()
             groups.setdefault(window.key, (window, ident, {}))[2][finding.id] = Member.of(finding)
         out = []
+        now = int(self.clock().timestamp())
         for window, ident, members in groups.values():
-            expires = window.end + self.retention_seconds
+            # Kept for the retention after its end or after now, whichever is later: a replay of an
+            # old trail writes windows that ended long ago.
+            expires = max(window.end, now) + self.retention_seconds
             stored = self.store.add(window.key, [m.encode() for m in members.values()], expires_at=expires)
             teardown = self._teardown(window, stored, ident, frozenset(members))
             if teardown is not None:

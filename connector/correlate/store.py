@@ -6,12 +6,14 @@ moment both see a set that holds their own members, and the one that writes last
 Adding is idempotent (a redelivered member is already in the set), which is what at-least-once
 delivery needs.
 
-* :class:`DynamoWindowStore` — production: one item per window, ``UpdateItem`` with
-  ``ADD members :m`` on a string set. DynamoDB applies updates to one item one at a time, so the
-  item is created exactly once however many consumers race to create it, and no member is lost.
-  The write is conditional on the set being below ``max_members`` (an item stays under
-  DynamoDB's 400 KB); a full window answers what it holds. ``expires_at`` is the table's TTL
-  attribute (epoch seconds), set once on creation with ``if_not_exists``.
+* :class:`DynamoWindowStore` — production: one item per window. Members are only ever written by
+  ``UpdateItem`` ``ADD members :m`` on a string set, conditional on the window existing and being
+  below ``max_members`` (an item stays under DynamoDB's 400 KB; a full window answers what it
+  holds). A window that does not exist yet is created *empty* by a ``PutItem`` conditional on
+  ``attribute_not_exists``, so of two consumers creating it at once one creates it and the other's
+  write is refused; then both ``ADD``. DynamoDB applies writes to one item one at a time, so no
+  member is lost. A window that exists (the common case) costs one request. ``expires_at`` is the
+  table's TTL attribute (epoch seconds), written once at creation.
   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.UpdateExpressions.html#Expressions.UpdateExpressions.ADD
   https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/TTL.html
 * :class:`MemoryWindowStore` — the demo and single-process use: a dict behind a lock.
@@ -121,28 +123,60 @@ class DynamoWindowStore:
         new = sorted(set(members))
         if not new:
             return self.members(key)
-        try:
-            answer = self.client.update_item(
-                TableName=self.table,
-                Key={"window": {"S": key}},
-                UpdateExpression="ADD members :m SET expires_at = if_not_exists(expires_at, :exp)",
-                ConditionExpression="attribute_not_exists(members) OR size(members) < :max",
-                ExpressionAttributeValues={
-                    ":m": {"SS": new}, ":exp": {"N": str(int(expires_at))}, ":max": {"N": str(self.max_members)},
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return self.members(key)  # full: what it holds is the answer
-            raise DeliveryError(f"correlation window {key}: {exc}", retryable=True) from exc
-        except BotoCoreError as exc:
-            raise DeliveryError(f"correlation window {key}: {exc}", retryable=True) from exc
+        for _ in range(3):
+            try:
+                return self._add(key, new)
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise DeliveryError(f"correlation window {key}: {exc}", retryable=True) from exc
+            except BotoCoreError as exc:
+                raise DeliveryError(f"correlation window {key}: {exc}", retryable=True) from exc
+            # The window is full, or not created yet (or created a moment ago, still empty, by
+            # another consumer): which one is a strongly consistent read away.
+            current = self._get(key)
+            if current is None:
+                self._create(key, expires_at)
+            elif len(current) >= self.max_members:
+                return current
+        raise DeliveryError(f"correlation window {key}: not written after 3 attempts", retryable=True)
+
+    def _add(self, key: str, new: list[str]) -> frozenset[str]:
+        """``ADD`` to an existing window below its cap (else ConditionalCheckFailedException)."""
+        answer = self.client.update_item(
+            TableName=self.table,
+            Key={"window": {"S": key}},
+            UpdateExpression="ADD members :m",
+            ConditionExpression="attribute_exists(#w) AND (attribute_not_exists(members) OR size(members) < :max)",
+            ExpressionAttributeNames={"#w": "window"},
+            ExpressionAttributeValues={":m": {"SS": new}, ":max": {"N": str(self.max_members)}},
+            ReturnValues="ALL_NEW",
+        )
         return frozenset(answer.get("Attributes", {}).get("members", {}).get("SS", ()))
 
-    def members(self, key: str) -> frozenset[str]:
+    def _create(self, key: str, expires_at: int) -> None:
+        """Create the window, empty, only if nobody has: members are only ever added by ``ADD``,
+        so two consumers creating it at once cannot erase each other's members."""
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={"window": {"S": key}, "expires_at": {"N": str(int(expires_at))}},
+                ConditionExpression="attribute_not_exists(#w)",
+                ExpressionAttributeNames={"#w": "window"},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise DeliveryError(f"correlation window {key}: {exc}", retryable=True) from exc
+        except BotoCoreError as exc:
+            raise DeliveryError(f"correlation window {key}: {exc}", retryable=True) from exc
+
+    def _get(self, key: str) -> frozenset[str] | None:
         try:
             answer = self.client.get_item(TableName=self.table, Key={"window": {"S": key}}, ConsistentRead=True)
         except (ClientError, BotoCoreError) as exc:
             raise DeliveryError(f"correlation window {key}: {exc}", retryable=True) from exc
-        return frozenset(answer.get("Item", {}).get("members", {}).get("SS", ()))
+        if "Item" not in answer:
+            return None
+        return frozenset(answer["Item"].get("members", {}).get("SS", ()))
+
+    def members(self, key: str) -> frozenset[str]:
+        return self._get(key) or frozenset()

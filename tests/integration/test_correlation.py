@@ -1,7 +1,11 @@
 """Teardown correlation across replicas: two `connector run` processes against one SQS queue and one
 DynamoDB window table (moto) take a burst of 8 deletions by one principal → 8 findings and exactly
 one teardown finding listing all 8 in Security Hub; after a restart a ninth deletion updates that
-same teardown finding (same id, 9 members)."""
+same teardown finding (same id, 9 members).
+
+DynamoDB is a moto server that serves one request at a time (``tests/support/moto_serial.py``):
+moto's threaded server can lose one of two concurrent writes to an item, which DynamoDB cannot.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,16 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 
 from connector.correlate import DynamoWindowStore
 from tests.support.moto import MotoServer
+from tests.support.moto_serial import serial_moto_server
 from tests.support.records import IAM_USER, an_event, make_record
 from tests.support.service import http_get, make_queues, queue_depth, service_env, service_log, start_service, wait_for
 
@@ -65,7 +72,15 @@ def stop(procs: list[subprocess.Popen[str]]) -> None:
             proc.kill()
 
 
-def test_two_consumers_one_teardown_then_updated_after_restart(aws_env: MotoServer, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def dynamodb() -> Iterator[MotoServer]:
+    with serial_moto_server() as server:
+        yield server
+
+
+def test_two_consumers_one_teardown_then_updated_after_restart(aws_env: MotoServer, dynamodb: MotoServer,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.url)
     for region in (REGION, "us-east-1"):  # the events' Region, and the sink's health check's
         boto3.client("securityhub", region_name=region).enable_security_hub()
     tag = f"td{uuid.uuid4().hex[:8]}"
@@ -83,7 +98,7 @@ def test_two_consumers_one_teardown_then_updated_after_restart(aws_env: MotoServ
                           CONNECTOR_SQS_MAX_MESSAGES="1", CONNECTOR_GATHER_MESSAGES="1",
                           CONNECTOR_CORRELATION_ENABLED="true", CONNECTOR_CORRELATION_STORE="dynamodb",
                           CONNECTOR_CORRELATION_TABLE=table, CONNECTOR_CORRELATION_THRESHOLD="5",
-                          CONNECTOR_CORRELATION_WINDOW_SECONDS="600")
+                          CONNECTOR_CORRELATION_WINDOW_SECONDS="600", AWS_ENDPOINT_URL_DYNAMODB=dynamodb.url)
         proc = start_service(env)
         proc.base = f"http://127.0.0.1:{env['CONNECTOR_HTTP_PORT']}"  # type: ignore[attr-defined]
         return proc

@@ -83,7 +83,7 @@ class MemoryWindowStore:
 class DynamoWindowStore:
     """Windows as DynamoDB items: key ``window`` (S), ``members`` (SS), ``expires_at`` (N, TTL)."""
 
-    iam_actions = ("dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DescribeTable")
+    iam_actions = ("dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:GetItem")
 
     def __init__(self, table: str, client: Any = None, *, max_members: int = MAX_MEMBERS) -> None:
         if not table:

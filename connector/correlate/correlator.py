@@ -161,11 +161,15 @@ class Correlator:
                 if keys & failed:
                     retry |= teardown.batch_members
                     continue
-                for key in sorted(keys & refused.keys()):
-                    letters.append(DeadLetter("deliver", "; ".join(refused[key]), teardown.finding_id,
-                                              json.dumps(rendered[key].document, default=str).encode(), "correlation",
-                                              "DeliveryRejected"))
+                if keys & refused.keys():
+                    for key in sorted(keys & refused.keys()):
+                        letters.append(DeadLetter("deliver", "; ".join(refused[key]), teardown.finding_id,
+                                                  json.dumps(rendered[key].document, default=str).encode(),
+                                                  "correlation", "DeliveryRejected"))
                     owners |= teardown.batch_members
+                    continue
+                if not keys & rendered.keys():
+                    continue  # not rendered (its letter is above)
                 log.info("teardown finding delivered", extra={"finding_id": teardown.finding_id,
                                                               "members": len(teardown.members)})
                 try:

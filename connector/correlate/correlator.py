@@ -21,8 +21,8 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
+from connector.config import Settings
 from connector.correlate.render import render_asff, render_ocsf
 from connector.correlate.store import DynamoWindowStore, MemoryWindowStore, WindowStore
 from connector.correlate.teardown import MAPPING_ID, KeyKind, Member, Teardown, Window, build_finding, subject_of
@@ -57,7 +57,7 @@ class Correlator:
             raise ConfigError("setting correlation.threshold: must be at least 2")
 
     @classmethod
-    def from_settings(cls, settings: Any, *, store: WindowStore | None = None) -> Correlator | None:
+    def from_settings(cls, settings: Settings, *, store: WindowStore | None = None) -> Correlator | None:
         """None when correlation is off; the store from ``correlation.store``."""
         c = settings.correlation
         if not c.enabled:

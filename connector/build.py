@@ -29,6 +29,7 @@ from connector.sinks import Sink, sink_class
 from connector.sources import Source, source_class
 
 if TYPE_CHECKING:
+    from connector.correlate import Correlator
     from connector.runtime.runner import BatchObserver, Runner
 
 
@@ -98,7 +99,15 @@ def build_pipeline(
         dead_letters=build_dead_letters(settings) if dead_letters is None else dead_letters,
         dedupe_ttl_seconds=settings.dedupe_ttl_seconds,
         dedupe_max_entries=settings.dedupe_max_entries,
+        correlator=build_correlator(settings),
     )
+
+
+def build_correlator(settings: Settings) -> Correlator | None:
+    """Teardown correlation when ``correlation.enabled`` (window state in DynamoDB or memory)."""
+    from connector.correlate import Correlator
+
+    return Correlator.from_settings(settings)
 
 
 def build_source(settings: Settings) -> Source:

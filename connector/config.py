@@ -147,6 +147,26 @@ class LimitSettings:
     max_nesting: int = 8
 
 
+CorrelationStore = Literal["memory", "dynamodb"]
+CorrelationKey = Literal["principal", "vpc"]
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationSettings:
+    """Teardown correlation (``connector.correlate``): ``threshold`` deletions by one principal (or
+    in one VPC) within a ``window_seconds`` window give one extra finding. Several replicas need
+    the ``dynamodb`` store (``table``, TTL attribute ``expires_at``)."""
+
+    enabled: bool = False
+    store: CorrelationStore = "memory"
+    table: str = ""
+    key: CorrelationKey = "principal"
+    threshold: int = _setting(5, minimum=2, maximum=1000)
+    #: Must divide a day: 60, 300, 600, 900, 1800, 3600, ...
+    window_seconds: int = _setting(600, minimum=60, maximum=86400)
+    retention_seconds: int = 2 * 86400
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     source: SourceKind = "sqs"
@@ -179,6 +199,7 @@ class Settings:
     jsonl: JsonlSettings = field(default_factory=JsonlSettings)
     securitylake: SecurityLakeSettings = field(default_factory=SecurityLakeSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    correlation: CorrelationSettings = field(default_factory=CorrelationSettings)
 
 
 # ---- the schema, generated from the dataclasses -------------------------------------------------

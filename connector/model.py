@@ -220,6 +220,8 @@ class Finding:
     values: Mapping[str, str]
     event: CloudTrailEvent
     outcome: CallOutcome
+    #: For a correlation finding (``connector.correlate``): the ids of the findings it groups.
+    related: tuple[str, ...] = ()
 
     @property
     def observed_at(self) -> datetime:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
 
@@ -28,6 +28,9 @@ from connector.model import DeadLetter, DeliveryResult, Outcome, RenderedFinding
 from connector.select import Selector
 from connector.sinks import Sink
 from connector.sinks.breaker import BreakerState, SinkBreaker
+
+if TYPE_CHECKING:
+    from connector.correlate import Correlator
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,7 @@ class Pipeline:
         dead_letters: DeadLetterSink,
         dedupe_ttl_seconds: int = 900,
         dedupe_max_entries: int = 100_000,
+        correlator: Correlator | None = None,
     ) -> None:
         self.factory = factory
         self.decoder = decoder
@@ -106,6 +110,7 @@ class Pipeline:
         self.dead_letters = dead_letters
         for sink in self.sinks:
             metrics.declare_sink(sink.name)
+        self.correlator = correlator
         # Ids every sink already holds: drops repeats early. Correctness never depends on it.
         self._delivered: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=dedupe_max_entries, ttl=dedupe_ttl_seconds)
         # (sink, finding, format) a sink already holds, though another sink failed it: a retry
@@ -278,6 +283,19 @@ class Pipeline:
         self._assign_letters(work, pending, failed_keys, permanent)
         self._store_letters(work)
         self._remember_delivered(work, permanent)
+        if self.correlator is not None:
+            self._correlate(work)
+
+    def _correlate(self, work: list[_Work]) -> None:
+        """Teardown findings of the delivered members (``connector.correlate``), delivered like any
+        other; a message whose teardown was not delivered is kept for redelivery."""
+        assert self.correlator is not None
+        ok = [w for w in work if not w.failed]
+        retry = self.correlator.process([i.finding for w in ok for i in w.rendered], self._deliver_everywhere,
+                                        self.dead_letters.put)
+        for w in ok:
+            if any(i.finding_id in retry for i in w.rendered):
+                w.failed = True
 
     # -- the phases of ``handle`` --------------------------------------------------------------
     def _map_and_deliver(self, messages: Sequence[SourceMessage]) -> list[_Work]:

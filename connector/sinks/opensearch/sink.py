@@ -6,6 +6,15 @@ of duplicating. Each document is the rendered finding plus a ``connector`` objec
 fields a SOC filters on (the same in both index kinds) and the raw CloudTrail record as one
 unindexed string, so arbitrary CloudTrail payloads never add fields to the mapping.
 
+**Who owns which field.** The connector writes every field of the rendered finding and the
+``connector`` object; the analyst owns the ``analyst`` object (``status``, ``assignee``,
+``notes``, ``tags``, or anything else under it), which the connector never writes. Each write is
+a bulk ``update`` with ``doc`` and ``doc_as_upsert``: a new finding is created whole, an existing
+one has the connector's fields replaced and keeps everything else, so a redelivery or a
+``connector replay`` leaves the analyst's state as it was. (An object field is merged, not
+replaced; the connector's documents for one id differ only in values, not in shape.)
+https://docs.opensearch.org/latest/api-reference/document-apis/update-document/
+
 Bulk requests are cut at ``opensearch.bulk_max_bytes`` (10 MB default, inside Amazon OpenSearch
 Service's 10–100 MB payload limits; opensearch-py's 100 MB default is not). 429 and 5xx items,
 and connection failures, are retried with capped backoff and jitter; other item errors (mapping
@@ -33,6 +42,12 @@ from connector.sinks.opensearch.client import describe, make_client
 
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+#: The object analysts own in every finding document; the connector never writes it.
+ANALYST_FIELD = "analyst"
+#: Two replicas updating one document (a teardown finding) at once: OpenSearch retries the loser.
+RETRY_ON_CONFLICT = 3
 
 
 def index_name(prefix: str, item: RenderedFinding) -> str:
@@ -129,8 +144,11 @@ class OpenSearchSink:
         for item in items:
             source = dict(item.document)
             source.pop("raw_data", None)  # kept once, as connector.raw_event
+            source.pop(ANALYST_FIELD, None)  # never ours to write
             source["connector"] = summary(item.finding, item.format)
-            yield {"_op_type": "index", "_index": index_name(self.prefix, item), "_id": item.finding_id, "_source": source}
+            # A partial update that creates the document when missing: the analyst's fields stay.
+            yield {"_op_type": "update", "_index": index_name(self.prefix, item), "_id": item.finding_id,
+                   "doc": source, "doc_as_upsert": True, "retry_on_conflict": RETRY_ON_CONFLICT}
 
     def _bulk_once(self, items: Sequence[RenderedFinding]) -> dict[tuple[str, str], tuple[Outcome, str | None]]:
         """One pass: the outcome of every item (by finding id and format)."""

@@ -21,6 +21,14 @@ Contract (see ``connector.sinks.base``): every finding of a batch gets exactly o
 * **A whole request refused as invalid** (``InvalidInputException``, or botocore's own parameter
   validation) is split in halves until the offending finding is alone, so one bad finding does
   not take the other 99 down with it.
+* **Customer-owned fields** — ``Workflow``, ``Note``, ``UserDefinedFields`` and
+  ``VerificationState`` belong to the analyst (``BatchUpdateFindings``); they are never sent, so a
+  redelivery or ``connector replay`` cannot reset them (:func:`provider_document`). The one
+  exception is ``Workflow.Status`` SUPPRESSED chosen by a suppression rule, sent so that a *new*
+  finding is created suppressed: Security Hub ignores ``Workflow`` in ``BatchImportFindings`` once
+  the finding exists (https://docs.aws.amazon.com/securityhub/1.0/APIReference/API_BatchImportFindings.html),
+  so an analyst's later status stands. moto does not: it merges every top-level key of a re-import
+  into the stored finding, so there a re-sent ``Workflow`` would overwrite the analyst's.
 * **Organisation trails** — with the default product ARN the caller must be the finding's
   ``AwsAccountId``. Findings are grouped by (AwsAccountId, Region); an account that is neither
   this process's own (STS GetCallerIdentity) nor in ``securityhub.local_accounts`` is written
@@ -78,6 +86,22 @@ SERVER_CODES = frozenset({"InternalException", "InternalError", "InternalFailure
 RETRYABLE_FAILED_CODES = THROTTLE_CODES | SERVER_CODES
 INVALID_REQUEST_CODES = frozenset({"InvalidInputException", "ValidationException", "SerializationException"})
 CONNECTION_ERRORS = (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError)
+
+
+#: Fields Security Hub customers own and set with BatchUpdateFindings; a provider never sends them.
+CUSTOMER_OWNED = frozenset({"Workflow", "Note", "UserDefinedFields", "VerificationState"})
+
+
+def provider_document(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The finding as this provider may send it: without the customer-owned fields, except a
+    suppression rule's ``Workflow.Status`` SUPPRESSED (which only a new finding takes)."""
+    if not CUSTOMER_OWNED.intersection(document):
+        return document
+    out = {k: v for k, v in document.items() if k not in CUSTOMER_OWNED}
+    workflow = document.get("Workflow")
+    if isinstance(workflow, Mapping) and workflow.get("Status") == "SUPPRESSED":
+        out["Workflow"] = {"Status": "SUPPRESSED"}
+    return out
 
 
 def finding_bytes(document: Mapping[str, Any]) -> int:
@@ -211,7 +235,7 @@ class SecurityHubSink:
             if item.format != "asff" or item.finding_id in seen:
                 continue
             seen.add(item.finding_id)
-            doc = item.document
+            doc = provider_document(item.document)
             size = finding_bytes(doc)
             if size > MAX_FINDING_BYTES:
                 results[item.finding_id] = DeliveryResult(

@@ -65,9 +65,13 @@ class SessionClients:
                              retries={"total_max_attempts": 1, "mode": "standard"})
 
     def client(self, service: str, *, account: str, region: str, partition: str) -> Any:
-        own = account in self.local_accounts or not self.sessions.role_arn_template or account == self.sessions.own_account()
-        return self.sessions.client(service, region=region, account=None if own else account,
-                                    partition=partition, config=self.config)
+        if account in self.local_accounts or account == self.sessions.own_account():
+            return self.sessions.client(service, region=region, config=self.config)
+        if not self.sessions.role_arn_template:
+            # Our own credentials would read another account's namesake or nothing: say so instead.
+            raise LookupFailed(f"no role to read account {account} (set enrichment.assume_role_arn_template "
+                               "or securityhub.assume_role_arn_template)")
+        return self.sessions.client(service, region=region, account=account, partition=partition, config=self.config)
 
 
 class LookupFailed(Exception):
@@ -280,7 +284,9 @@ class Enricher:
             raise LookupFailed(f"{operation} failed: {error.get('Code', 'error')}: {error.get('Message', '')}"[:300]) from None
         except (BotoCoreError, OSError) as exc:
             raise LookupFailed(f"{operation} failed: {type(exc).__name__}: {exc}"[:300]) from None
-        except Exception as exc:  # noqa: BLE001 - e.g. no role for the account (ConfigError)
+        except LookupFailed:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. STS refused the role (DeliveryError)
             raise LookupFailed(f"{operation} not called: {exc}"[:300]) from None
         answer = {k: v for k, v in answer.items() if k != "ResponseMetadata"}
         text = json.dumps(answer, default=str)

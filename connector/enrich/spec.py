@@ -24,7 +24,6 @@ import jmespath
 import jmespath.exceptions
 
 from connector.errors import MappingFileError
-from connector.mapping.formats import known_format
 
 SEVERITIES = ("INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 #: Values the blast radius adds for its summary and for ``restore`` steps.
@@ -110,6 +109,9 @@ def parse_enrichment(doc: Mapping[str, Any] | None, *, file: str, fields: set[st
     """The (schema-valid) section as a spec; every template name and expression checked."""
     if not doc:
         return None
+    # Imported here: the mapping loader imports this module while connector.mapping initialises.
+    from connector.mapping.formats import known_format
+
     where = "$.enrichment"
     own_formats = dict(doc.get("formats") or {})
     for name, kind in own_formats.items():

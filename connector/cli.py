@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from connector import __version__
 
-COMMANDS = ("map", "replay", "redrive", "run", "setup", "query", "demo", "config")
+COMMANDS = ("map", "replay", "redrive", "run", "setup", "query", "demo", "config", "remediate")
 
 
 def build_parser() -> argparse.ArgumentParser:

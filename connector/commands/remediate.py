@@ -77,7 +77,7 @@ def _confirm(prompt: str) -> bool:
         return False
 
 
-def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912 - one exit per refusal, each said
+def run(args: argparse.Namespace) -> int:
     settings = settings_or_report("remediate", args)
     if settings is None:
         return USAGE_ERROR
@@ -163,8 +163,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912 - one exit p
         print("Not applied.")
         return 1
     print("Apply:")
-    run_plan(client, plan, formats=mapping.formats, dry_run=False, state=state)
-    if state.failed:
+    applied = run_plan(client, plan, formats=mapping.formats, dry_run=False, state=state)
+    if applied.failed:
         report("remediate", "a call failed: the calls before it were applied (see above)")
         return 1
     print("Restored.")

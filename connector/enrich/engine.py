@@ -37,7 +37,7 @@ from cachetools import TTLCache
 
 from connector.enrich.spec import BlastSpec, EnrichmentSpec, template_names
 from connector.mapping.formats import matches
-from connector.model import BlastRadius, CloudTrailEvent, Enrichment, RouteImpact
+from connector.model import BlastRadius, CloudTrailEvent, Enrichment, EnrichmentStatus, RouteImpact
 from connector.sinks.securityhub.credentials import SessionCache
 from connector.sinks.securityhub.ratelimit import RateLimiter
 
@@ -203,7 +203,7 @@ class Enricher:
             future.result(timeout=self.budget)
         except FutureTimeout:
             run.problem(f"enrichment budget of {self.budget:g} s spent before every lookup answered")
-        except Exception as exc:  # noqa: BLE001 - a lookup must never cost the finding
+        except Exception as exc:
             run.problem(f"enrichment failed: {type(exc).__name__}: {exc}"[:300])
         with run.lock:
             run.closed = True
@@ -211,7 +211,7 @@ class Enricher:
             problems = tuple(dict.fromkeys(run.problems))
             blast = run.blast
             complete = run.lookups_ok == len(spec.lookups) and (spec.blast_radius is None or blast is not None)
-        status = "enriched" if complete and not problems else "partial" if found or blast else "unenriched"
+        status: EnrichmentStatus = "enriched" if complete and not problems else "partial" if found or blast else "unenriched"
         return Enrichment(status=status, values=found, blast_radius=blast, problems=problems, calls=tuple(run.calls))
 
     # -- the worker --------------------------------------------------------------------------
@@ -286,7 +286,7 @@ class Enricher:
             raise LookupFailed(f"{operation} failed: {type(exc).__name__}: {exc}"[:300]) from None
         except LookupFailed:
             raise
-        except Exception as exc:  # noqa: BLE001 - e.g. STS refused the role (DeliveryError)
+        except Exception as exc:
             raise LookupFailed(f"{operation} not called: {exc}"[:300]) from None
         answer = {k: v for k, v in answer.items() if k != "ResponseMetadata"}
         text = json.dumps(answer, default=str)

@@ -217,5 +217,5 @@ def run_plan(client: Any, plan: Plan, *, formats: Mapping[str, str], dry_run: bo
 def _waiter_id_param(client: Any, operation: str) -> str:
     """The list-of-ids parameter of a Describe operation (``NatGatewayIds``)."""
     shape = client.meta.service_model.operation_model(operation).input_shape
-    return next(name for name, member in shape.members.items() if name.endswith("Ids") and member.type_name == "list")
+    return str(next(name for name, member in shape.members.items() if name.endswith("Ids") and member.type_name == "list"))
 

@@ -202,7 +202,7 @@ def _executable_values(template: str, values: Mapping[str, str], formats: Mappin
     absent optional value, which only the enrichment could supply, keeps its plain placeholder)."""
     out: dict[str, str] = {}
     problems: list[tuple[str, str]] = []
-    optional = getattr(values, "optional", frozenset())
+    optional: frozenset[str] = getattr(values, "optional", frozenset())
     for name in _names(template):
         value = values.get(name)
         if value is None and name in optional:

@@ -114,8 +114,8 @@ def test_network_acl_entry_deny(ec2: Any) -> None:
     assert values["egress"] == "false"
     assert ocsf["blast_radius"]["subnets"] == [s.ids["subnet"]] and ocsf["blast_radius"]["running_instances"] == 1
     assert "traffic it blocked is now allowed" in ocsf["blast_radius"]["summary"]
-    assert (f"--rule-number 110 --ingress --protocol 6 --cidr-block 203.0.113.0/24 --port-range From=22,To=22 "
-            f"--rule-action deny") in commands(rendered)
+    assert ("--rule-number 110 --ingress --protocol 6 --cidr-block 203.0.113.0/24 --port-range From=22,To=22 "
+            "--rule-action deny") in commands(rendered)
     assert rendered["asff"].document["Severity"]["Label"] == "CRITICAL"
     assert "DENY" in rendered["asff"].document["ProductFields"]["connector/severityReason"]
 

@@ -11,6 +11,7 @@ A plan that needs a value nobody knows is refused (exit 1) and says which.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator, Mapping
@@ -30,7 +31,7 @@ def register(sub: Any) -> None:
                         help="where --finding-id is looked up (jsonl.directory or the OpenSearch indexes)")
     parser.add_argument("--apply", action="store_true", help="apply the plan after a successful dry run")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation before applying")
-    parser.add_argument("--budget", type=float, default=15.0, help="seconds for the live lookups (default 15)")
+    parser.add_argument("--budget", type=float, default=15.0, help="seconds for the live lookups (default 15, at most 30)")
     add_settings_options(parser)
     parser.set_defaults(func=run)
 
@@ -84,12 +85,11 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.event) == bool(args.finding_id):
         report("remediate", "give an event file or --finding-id, not both")
         return USAGE_ERROR
+    from connector.build import build_stages
     from connector.enrich.apply import enriched_values
-    from connector.enrich.engine import Enricher, SessionClients
+    from connector.enrich.engine import SessionClients
     from connector.enrich.plan import RunLog, build_plan, run_plan
     from connector.events import parse_event
-    from connector.factory import FindingFactory
-    from connector.sinks.securityhub.credentials import SessionCache
 
     stored: Mapping[str, str] = {}
     try:
@@ -107,13 +107,19 @@ def run(args: argparse.Namespace) -> int:
     if record is None:
         report("remediate", "no CloudTrail record in the file")
         return USAGE_ERROR
-    e, sh = settings.enrichment, settings.securityhub
-    sessions = SessionCache(role_arn_template=e.assume_role_arn_template or sh.assume_role_arn_template,
-                            external_id=sh.external_id)
-    enricher = Enricher(SessionClients(sessions, local_accounts=sh.local_accounts, timeout=args.budget),
-                        budget_seconds=args.budget)
+    sh = settings.securityhub
+    # The live lookups are on here whatever the service's setting, with this command's budget.
+    live = dataclasses.replace(settings, enrichment=dataclasses.replace(
+        settings.enrichment, enabled=True, budget_seconds=min(max(args.budget, 0.1), 30.0)))
     try:
-        factory = FindingFactory.load(settings.mappings_dir or None, sh.product_arn, enricher=enricher)
+        factory = build_stages(live, prefilter=False).factory
+    except ConnectorError as exc:
+        report("remediate", exc)
+        return USAGE_ERROR
+    enricher = factory.enricher
+    assert enricher is not None and isinstance(enricher.clients, SessionClients)
+    sessions = enricher.clients.sessions
+    try:
         event = parse_event(record)
         mapping = factory.mappings.get(event.event_name)
         if mapping is None or mapping.enrichment is None or not mapping.enrichment.restore:

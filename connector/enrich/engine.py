@@ -309,7 +309,9 @@ class Enricher:
                 tables.append(self._route_impact(run, event, table, target, deadline))
             subnets = list(dict.fromkeys(s for t in tables for s in t.subnets))
         elif spec.subnets_value:
-            subnets = (run.values.get(spec.subnets_value) or "").split()
+            if spec.subnets_value not in run.values:
+                raise LookupFailed(f"blast radius not read: value {spec.subnets_value} unknown")
+            subnets = run.values[spec.subnets_value].split()
         instances = self._running_instances(run, event, subnets, deadline) if subnets else 0
         counts = {
             "routeTableCount": str(len(tables)), "subnetCount": str(len(subnets)), "instanceCount": str(instances),

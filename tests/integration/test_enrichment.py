@@ -220,13 +220,14 @@ def test_a_slow_or_unreachable_endpoint_costs_no_finding(ec2: Any, endpoint: str
     # From here on the enrichment's EC2 calls go to an endpoint that hangs or refuses.
     monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", silent_endpoint if endpoint == "slow" else _closed_port())
     budget = 0.5
-    enricher = Enricher(SessionClients(SessionCache(), timeout=5.0), budget_seconds=budget)
+    # The clients would wait 30 s for the hung endpoint; the findings must not.
+    enricher = Enricher(SessionClients(SessionCache(), timeout=30.0), budget_seconds=budget)
     factory = factory_with(enricher)
     for s in scenarios:
         started = time.monotonic()
         rendered = {r.format: r for r in factory.render(s.record)}
         elapsed = time.monotonic() - started
-        assert elapsed < budget + 1.5, elapsed  # the budget, plus rendering; not the 5 s timeout
+        assert elapsed < 10, elapsed  # bounded by the budget, not by the clients' 30 s timeout
         ocsf, asff = enrichment_of(rendered)
         assert ocsf["status"] == "unenriched" and ocsf["problems"], ocsf
         assert asff["connector/enrichment"].startswith("unenriched: ")

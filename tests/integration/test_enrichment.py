@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -235,3 +236,19 @@ def test_a_slow_or_unreachable_endpoint_costs_no_finding(ec2: Any, endpoint: str
         assert rendered["asff"].document["Id"] == rendered["ocsf"].document["finding_info"]["uid"]
         assert rendered["ocsf"].finding.remediation.cli
     enricher.close()
+
+
+def test_enriched_findings_pass_the_shared_validators_strictly(ec2: Any, shared_dir: Path, tmp_path: Path) -> None:
+    from tests.mappings.test_corpus_findings import _check
+
+    docs: dict[str, list[dict[str, Any]]] = {"asff": [], "ocsf": []}
+    for build in network.BUILDERS.values():
+        s = build(ec2)
+        rendered = render(s, enricher_for(s))
+        assert rendered["ocsf"].document["unmapped"]["enrichment"]["status"] in ("enriched", "partial")
+        fields = rendered["asff"].document["ProductFields"]
+        assert len(fields) <= 50 and "connector/runbook/cli/1" in fields
+        for name, item in rendered.items():
+            docs[name].append(dict(item.document))
+    _check(shared_dir, "check_asff.py", docs["asff"], tmp_path, "--strict", "--require-default-product")
+    _check(shared_dir, "check_ocsf.py", docs["ocsf"], tmp_path, "--strict")

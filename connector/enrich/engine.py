@@ -150,6 +150,7 @@ class _Run:
     blast: BlastRadius | None = None
     lookups_ok: int = 0
     closed: bool = False
+    endpoint: tuple[str, str, str] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def put(self, name: str, value: str) -> None:
@@ -177,6 +178,7 @@ class Enricher:
         rate_per_second: float = 20.0,
         burst: int = 40,
         workers: int = 4,
+        cooldown_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clients = clients
@@ -186,7 +188,14 @@ class Enricher:
         self._limiter = RateLimiter(rate_per_second, burst)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="enrich")
         self._clock = clock
+        #: (account, Region, service) → until when it is skipped after a failure or a hang.
+        self._down: dict[tuple[str, str, str], float] = {}
+        self.cooldown = cooldown_seconds
         self.calls = 0
+
+    def mark_down(self, endpoint: tuple[str, str, str]) -> None:
+        with self._cache_lock:
+            self._down[endpoint] = self._clock() + self.cooldown
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -203,6 +212,8 @@ class Enricher:
             future.result(timeout=self.budget)
         except FutureTimeout:
             run.problem(f"enrichment budget of {self.budget:g} s spent before every lookup answered")
+            if run.endpoint is not None:
+                self.mark_down(run.endpoint)
         except Exception as exc:
             run.problem(f"enrichment failed: {type(exc).__name__}: {exc}"[:300])
         with run.lock:
@@ -263,7 +274,15 @@ class Enricher:
             cached = self._cache.get(key)
         if cached is not None:
             return json.loads(cached)
-        bucket = self._limiter.bucket((event.account_id, event.region, service))
+        endpoint = (event.account_id, event.region, service)
+        with self._cache_lock:
+            down_until = self._down.get(endpoint, 0.0)
+        if down_until > self._clock():
+            # It failed or hung moments ago: later findings go out at once instead of each
+            # spending its whole budget on the same outage.
+            raise LookupFailed(f"{operation} not called: {service} in {event.region} did not answer "
+                               f"in the last {self.cooldown:g} s")
+        bucket = self._limiter.bucket(endpoint)
         wait = bucket.try_acquire()
         if wait > 0:
             if self._clock() + wait >= deadline:
@@ -275,6 +294,7 @@ class Enricher:
         if run is not None:
             with run.lock:
                 run.calls.append(f"{service}:{operation}")
+                run.endpoint = endpoint
         self.calls += 1
         try:
             client = self.clients.client(service, account=event.account_id, region=event.region, partition=event.partition)
@@ -283,6 +303,7 @@ class Enricher:
             error = exc.response.get("Error", {})
             raise LookupFailed(f"{operation} failed: {error.get('Code', 'error')}: {error.get('Message', '')}"[:300]) from None
         except (BotoCoreError, OSError) as exc:
+            self.mark_down(endpoint)
             raise LookupFailed(f"{operation} failed: {type(exc).__name__}: {exc}"[:300]) from None
         except LookupFailed:
             raise

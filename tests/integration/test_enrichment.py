@@ -235,6 +235,10 @@ def test_a_slow_or_unreachable_endpoint_costs_no_finding(ec2: Any, endpoint: str
         # The event's own finding is whole: ids, runbook with the event's values, placeholders.
         assert rendered["asff"].document["Id"] == rendered["ocsf"].document["finding_info"]["uid"]
         assert rendered["ocsf"].finding.remediation.cli
+    # After the first outage the endpoint is skipped for a while: the next findings do not each
+    # spend their budget on it.
+    assert enricher.calls == 1
+    assert any("did not answer in the last" in p for p in ocsf["problems"])
     enricher.close()
 
 
@@ -252,3 +256,22 @@ def test_enriched_findings_pass_the_shared_validators_strictly(ec2: Any, shared_
             docs[name].append(dict(item.document))
     _check(shared_dir, "check_asff.py", docs["asff"], tmp_path, "--strict", "--require-default-product")
     _check(shared_dir, "check_ocsf.py", docs["ocsf"], tmp_path, "--strict")
+
+
+def test_the_setting_turns_it_on_for_the_product(ec2: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the settings and the composition root, as `connector map`, `run` and Lambda build it."""
+    import json
+
+    from connector.cli import main
+
+    s = network.internet_gateway(ec2)
+    path = tmp_path / "record.json"
+    path.write_text(json.dumps(s.record))
+    assert main(["map", str(path), "--format", "ocsf"]) == 0
+    assert "enrichment" not in json.loads(capsys.readouterr().out)["unmapped"]  # off by default
+    monkeypatch.setenv("CONNECTOR_ENRICHMENT_ENABLED", "true")
+    assert main(["map", str(path), "--format", "ocsf"]) == 0
+    enrichment = json.loads(capsys.readouterr().out)["unmapped"]["enrichment"]
+    assert enrichment["status"] == "enriched"
+    assert [t["uid"] for t in enrichment["blast_radius"]["route_tables"]] == [s.ids["table"]]

@@ -128,3 +128,29 @@ def test_apply_asks_first(ec2: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr("builtins.input", lambda prompt: "n")
     assert remediate(tmp_path, s, "--apply") == 1
     assert not ec2.describe_internet_gateways(InternetGatewayIds=[s.ids["igw"]])["InternetGateways"][0]["Attachments"]
+
+
+def test_a_finding_read_back_from_opensearch_is_restored(ec2: Any, opensearch_url: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The values read at detection time travel with the finding into OpenSearch (unmapped)."""
+    import uuid
+
+    from connector.config import OpenSearchSettings
+    from connector.model import Outcome
+    from connector.sinks.opensearch.client import make_client
+    from connector.sinks.opensearch.sink import OpenSearchSink
+
+    s = network.network_acl_entry(ec2, action="deny", rule=160)
+    assert s.config_answer is not None
+    config, _ = stubbed_config(s.config_answer, resource_type=s.config_type, resource_id=s.config_id)
+    rendered = factory_with(Enricher(WithConfig(SessionClients(SessionCache()), config), budget_seconds=10)).render(s.record)
+    prefix = f"r{uuid.uuid4().hex[:8]}"
+    settings = OpenSearchSettings(url=opensearch_url, index_prefix=prefix)
+    assert {r.outcome for r in OpenSearchSink(settings).send(rendered)} == {Outcome.OK}
+    make_client(settings).indices.refresh(index=f"{prefix}-*")
+    monkeypatch.setenv("CONNECTOR_OPENSEARCH_URL", opensearch_url)
+    monkeypatch.setenv("CONNECTOR_OPENSEARCH_INDEX_PREFIX", prefix)
+    assert main(["remediate", "--finding-id", rendered[0].finding_id, "--from", "opensearch", "--apply", "--yes"]) == 0
+    entries = ec2.describe_network_acls(NetworkAclIds=[s.ids["acl"]])["NetworkAcls"][0]["Entries"]
+    assert [(e["Protocol"], e["RuleAction"], e["CidrBlock"]) for e in entries if e["RuleNumber"] == 160] == [
+        ("6", "deny", "203.0.113.0/24")]

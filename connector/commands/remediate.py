@@ -152,10 +152,13 @@ def run(args: argparse.Namespace) -> int:
         for text in plan.refused:
             report("remediate", f"refused: {text}")
         return 1
-    client = sessions.client("ec2", region=event.region,
-                             account=None if (event.account_id in sh.local_accounts
-                                              or event.account_id == sessions.own_account()) else event.account_id,
-                             partition=event.partition)
+    try:
+        own = event.account_id in sh.local_accounts or event.account_id == sessions.own_account()
+        client = sessions.client("ec2", region=event.region, account=None if own else event.account_id,
+                                 partition=event.partition)
+    except ConnectorError as exc:
+        report("remediate", f"no credentials for account {event.account_id}: {exc}")
+        return 1
     state = RunLog()
     print("Dry run:")
     run_plan(client, plan, formats=mapping.formats, dry_run=True, state=state)

@@ -91,6 +91,8 @@ def build_plan(spec: EnrichmentSpec, values: Mapping[str, str], blast: BlastRadi
                 skipped.append(f"{step.operation}: the route tables to repoint are unknown (the blast radius "
                                "was not read); list them with aws ec2 describe-route-tables")
             rows = [{**values, "route.routeTableId": table, "route.destination": dest} for table, dest in routes]
+            if blast is not None and not rows:
+                skipped.append(f"{step.operation}: no route table routes through the removed resource")
         for row in rows:
             description = _fill(step.description, row)
             if step.when:

@@ -30,6 +30,7 @@ from connector.sources import Source, source_class
 
 if TYPE_CHECKING:
     from connector.correlate import Correlator
+    from connector.enrich.engine import Enricher
     from connector.runtime.runner import BatchObserver, Runner
 
 
@@ -63,10 +64,27 @@ def build_stages(
     ``prefilter=False`` is for ``connector map``: offline every malformed part must be reported,
     not skipped unseen by the cheap byte test.
     """
-    factory = FindingFactory.load(mappings_dir or settings.mappings_dir or None, settings.securityhub.product_arn)
+    factory = FindingFactory.load(mappings_dir or settings.mappings_dir or None, settings.securityhub.product_arn,
+                                  enricher=build_enricher(settings))
     selector = Selector(factory.event_names, since=since, until=until)
     decoder = Decoder(settings.limits, s3_client=s3, prefilter=selector.pattern if prefilter else None)
     return Stages(factory, decoder, selector)
+
+
+def build_enricher(settings: Settings) -> Enricher | None:
+    """The enrichment (connector/enrich/) when enabled: clients in the event's account through the
+    same per-account role mechanism as the Security Hub fan-out."""
+    if not settings.enrichment.enabled:
+        return None
+    from connector.enrich.engine import Enricher, SessionClients
+    from connector.sinks.securityhub.credentials import SessionCache
+
+    e, sh = settings.enrichment, settings.securityhub
+    sessions = SessionCache(role_arn_template=e.assume_role_arn_template or sh.assume_role_arn_template,
+                            external_id=sh.external_id)
+    clients = SessionClients(sessions, local_accounts=sh.local_accounts, timeout=e.budget_seconds)
+    return Enricher(clients, budget_seconds=e.budget_seconds, cache_ttl_seconds=e.cache_ttl_seconds,
+                    cache_max_entries=e.cache_max_entries, rate_per_second=e.rate_per_second, burst=e.burst)
 
 
 def build_sinks(settings: Settings, names: Sequence[str] | None = None) -> list[Sink]:

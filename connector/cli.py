@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from connector import __version__
 from connector.runtime import logs
 
-COMMANDS = ("map", "replay", "redrive", "run", "setup", "query", "demo", "config")
+COMMANDS = ("map", "replay", "redrive", "run", "setup", "query", "demo", "config", "remediate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -168,6 +168,21 @@ class CorrelationSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EnrichmentSettings:
+    """Read the removed resource and what its deletion broke (connector/enrich/); off by default."""
+
+    enabled: bool = False
+    #: A finding waits at most this long for its lookups, then goes out unenriched (marked so).
+    budget_seconds: float = _setting(2.0, minimum=0.1, maximum=30)
+    cache_ttl_seconds: int = 300
+    cache_max_entries: int = 4096
+    rate_per_second: float = 20.0
+    burst: int = 40
+    #: Role in other accounts; empty = the Security Hub fan-out's ``assume_role_arn_template``.
+    assume_role_arn_template: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     source: SourceKind = "sqs"
     sinks: tuple[SinkKind, ...] = _setting(("securityhub",), minItems=1, uniqueItems=True)
@@ -200,6 +215,7 @@ class Settings:
     securitylake: SecurityLakeSettings = field(default_factory=SecurityLakeSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     correlation: CorrelationSettings = field(default_factory=CorrelationSettings)
+    enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
 
 
 # ---- the schema, generated from the dataclasses -------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.errors import InvalidRecord
 from connector.events import parse_event
@@ -18,6 +18,9 @@ from connector.model import FORMATS, RenderedFinding
 from connector.render.asff import render_asff
 from connector.render.ocsf import render_ocsf
 from connector.validate import validate
+
+if TYPE_CHECKING:
+    from connector.enrich.engine import Enricher
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +34,16 @@ class FindingFactory:
     #: whose UpdatedAt is not later than the stored one, so a corrected finding must carry the
     #: time it was rendered, not the event's. Injected so tests and golden files are stable.
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: Reads the removed resource and the blast radius (connector/enrich/); None = off.
+    enricher: Enricher | None = None
 
     @classmethod
     def load(cls, mappings_dir: str | None = None, product_arn_template: str = "",
-             clock: Callable[[], datetime] | None = None) -> FindingFactory:
+             clock: Callable[[], datetime] | None = None, enricher: Enricher | None = None) -> FindingFactory:
         mappings = load_mappings(mappings_dir or None)
-        return cls(mappings, product_arn_template) if clock is None else cls(mappings, product_arn_template, clock)
+        if clock is None:
+            return cls(mappings, product_arn_template, enricher=enricher)
+        return cls(mappings, product_arn_template, clock, enricher=enricher)
 
     @property
     def event_names(self) -> tuple[str, ...]:
@@ -49,6 +56,12 @@ class FindingFactory:
         if mapping is None or mapping.event_source != event.event_source:
             raise InvalidRecord(f"no mapping for {event.event_source} {event.event_name}", record_id=event.event_id)
         finding = build_finding(event, mapping)
+        if self.enricher is not None and mapping.enrichment is not None:
+            from connector.enrich.apply import apply_enrichment
+
+            enrichment = self.enricher.enrich(event, mapping.enrichment, finding.values, mapping.formats)
+            if enrichment is not None:
+                finding = apply_enrichment(finding, mapping, enrichment)
         product_arn = (
             self.product_arn_template.format(partition=event.partition, region=event.region, account=event.account_id)
             if self.product_arn_template

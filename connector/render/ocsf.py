@@ -147,6 +147,27 @@ def _resources(finding: Finding) -> list[dict[str, Any]]:
     ]
 
 
+def _enrichment(finding: Finding) -> dict[str, Any]:
+    """What the enrichment read about the removed resource, or why it could not (connector/enrich/)."""
+    enrichment = finding.enrichment
+    assert enrichment is not None
+    out: dict[str, Any] = {"status": enrichment.status, "problems": list(enrichment.problems),
+                           "values": dict(enrichment.values), "calls": list(enrichment.calls)}
+    blast = enrichment.blast_radius
+    if blast is not None:
+        out["blast_radius"] = {
+            "summary": blast.summary,
+            "route_tables": [
+                {"uid": t.route_table_id, "vpc_uid": t.vpc_id, "destinations": list(t.destinations),
+                 "subnets": list(t.subnets), "main": t.main}
+                for t in blast.route_tables
+            ],
+            "subnets": list(blast.subnets),
+            "running_instances": blast.running_instances,
+        }
+    return out
+
+
 def render_ocsf(finding: Finding, *, updated_at: datetime | None = None) -> dict[str, Any]:
     event = finding.event
     when = epoch_ms(finding)
@@ -233,6 +254,8 @@ def render_ocsf(finding: Finding, *, updated_at: datetime | None = None) -> dict
             "request_parameters": {k: v for k, v in finding.values.items() if k not in COMMON_VARIABLES},
         },
     }
+    if finding.enrichment is not None:
+        document["unmapped"]["enrichment"] = _enrichment(finding)
     if finding.outcome != "succeeded":
         document["status_detail"] = (
             f"Dry run ({event.error_code}): permission confirmed, nothing changed"

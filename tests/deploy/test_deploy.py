@@ -184,6 +184,9 @@ def test_the_iam_policy_grants_every_action_the_code_declares() -> None:
     declared |= {a for name in SINKS for a in sink_class(name).iam_actions}
     declared |= {a for name in SOURCES for a in source_class(name).iam_actions}
     declared |= all_iam_actions()
+    from connector.enrich.engine import IAM_ACTIONS as ENRICHMENT_READS
+
+    declared |= set(ENRICHMENT_READS)
     policy = cfn(DEPLOY / "cloudformation" / "iam-policy.yaml")["Resources"]["ConnectorPolicy"]["Properties"]["PolicyDocument"]
     granted: set[str] = set()
     for statement in policy["Statement"]:

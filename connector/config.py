@@ -108,6 +108,9 @@ class OpenSearchSettings:
     bulk_max_bytes: int = 10 * 1024 * 1024
     max_attempts: int = 6
     timeout_seconds: float = 30.0
+    #: TLS verification off, or basic auth / a password over plain ``http://``, is refused
+    #: unless this is set (and then warned about at start-up): for a lab node, never production.
+    allow_insecure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,14 @@ class JsonlSettings:
     directory: str = "./findings"
     max_bytes: int = 64 * 1024 * 1024
     backups: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    #: Where S3 notices may be followed: ``bucket`` (keys in the CloudTrail layout
+    #: ``[prefix/]AWSLogs/...``) or ``bucket/prefix`` (any key under the prefix). Empty: every S3
+    #: notice is dead-lettered unread (``connector.trust``).
+    trail_buckets: tuple[str, ...] = _setting((), items={"type": "string", "pattern": "^(s3://)?[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +162,7 @@ class Settings:
     securityhub: SecurityHubSettings = field(default_factory=SecurityHubSettings)
     opensearch: OpenSearchSettings = field(default_factory=OpenSearchSettings)
     jsonl: JsonlSettings = field(default_factory=JsonlSettings)
+    s3: S3Settings = field(default_factory=S3Settings)
     limits: LimitSettings = field(default_factory=LimitSettings)
 
 

@@ -7,17 +7,36 @@ through opensearch-py's own signer, for the ``es`` (domains) or ``aoss`` (server
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from opensearchpy import OpenSearch, RequestsHttpConnection
 
 from connector.config import OpenSearchSettings
 from connector.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
+
+def insecure_settings(settings: OpenSearchSettings) -> list[str]:
+    """What in these settings gives credentials or findings away on the network."""
+    found = []
+    url = urlsplit(settings.url)
+    if url.scheme == "https" and not settings.verify_tls:
+        found.append("opensearch.verify_tls is false: any certificate is accepted, so anyone on the path can read and change what is sent")
+    if url.scheme == "http" and (settings.auth == "basic" or url.password):
+        found.append("basic-auth credentials would travel over plain http:// (opensearch.url); use https://")
+    return found
+
 
 def make_client(settings: OpenSearchSettings, **overrides: Any) -> OpenSearch:
     if not settings.url:
         raise ConfigError("setting opensearch.url (CONNECTOR_OPENSEARCH_URL) is required for the opensearch sink")
+    for problem in insecure_settings(settings):
+        if not settings.allow_insecure:
+            raise ConfigError(f"{problem}; set opensearch.allow_insecure (CONNECTOR_OPENSEARCH_ALLOW_INSECURE=true) to accept it")
+        log.warning("insecure OpenSearch settings accepted (opensearch.allow_insecure): %s", problem)
     kwargs: dict[str, Any] = {
         "hosts": [settings.url],
         "timeout": settings.timeout_seconds,

@@ -16,9 +16,19 @@ from typing import Any
 
 import boto3
 
-from tests.support.moto import MotoServer
+from tests.support.moto import MotoServer, free_port
 from tests.support.records import an_event, make_record
-from tests.support.service import jsonl_ids, make_queues, queue_depth, service_env
+from tests.support.service import (
+    http_get,
+    jsonl_ids,
+    make_queues,
+    queue_depth,
+    send_events,
+    service_env,
+    service_log,
+    start_service,
+    wait_for,
+)
 
 SECRET = "SALARY-ROW-7f3a9c-do-not-copy"
 TRAIL_KEY = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/20/123456789012_CloudTrail_us-east-1_20261120T1000Z_abc.json.gz"
@@ -117,3 +127,69 @@ def test_hostile_region_and_partition_are_dead_lettered_before_the_security_hub_
     assert len(reasons) == 2, reasons
     assert any("is not an AWS Region name" in r for r in reasons)
     assert any("has characters an id cannot hold" in r for r in reasons)
+
+
+def test_no_secret_in_logs_metrics_or_connector_config(aws_env: MotoServer, tmp_path: Path) -> None:
+    """AWS keys, the session token, the OpenSearch password and credentials inside its URL never
+    appear in the service's logs (through failing deliveries), its /metrics, or `connector config`."""
+    secrets = {"AWS_ACCESS_KEY_ID": "AKIAZZZZSECRETKEY777", "AWS_SECRET_ACCESS_KEY": "aws-secret-key-4d1f9e-never-logged",
+               "AWS_SESSION_TOKEN": "aws-session-token-8c2b7a-never-logged"}
+    password, url_password = "os-password-5e6f-never-logged", "url-password-9a0b-never-logged"
+    queue, _ = make_queues(f"secrets-{uuid.uuid4().hex[:8]}")
+    send_events(queue, "secret", 3)
+    port = free_port()
+    env = service_env(aws_env, queue, f"file://{tmp_path}/dlq", tmp_path, **secrets,
+                      CONNECTOR_SINKS="opensearch,jsonl", CONNECTOR_OPENSEARCH_AUTH="basic",
+                      CONNECTOR_OPENSEARCH_USERNAME="soc", CONNECTOR_OPENSEARCH_PASSWORD=password,
+                      CONNECTOR_OPENSEARCH_URL=f"http://soc:{url_password}@127.0.0.1:{free_port()}",
+                      CONNECTOR_OPENSEARCH_MAX_ATTEMPTS="2", CONNECTOR_OPENSEARCH_ALLOW_INSECURE="true",
+                      CONNECTOR_HTTP_PORT=str(port))
+    proc = start_service(env)
+    try:
+        wait_for(lambda: "kept for redelivery" in service_log(proc) or "released" in service_log(proc), timeout=60)
+        status, metrics_text = http_get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200 and "connector_" in metrics_text
+        _, ready = http_get(f"http://127.0.0.1:{port}/readyz")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    shown = subprocess.run([sys.executable, "-m", "connector", "config", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    log = Path(proc.log_path).read_text(errors="replace")  # type: ignore[attr-defined]
+    assert "allow_insecure" in log, "the accepted insecure setting is warned about at start-up"
+    for where, text in {"logs": log, "metrics": metrics_text, "readyz": ready, "config": shown.stdout + shown.stderr}.items():
+        for secret in (*secrets.values(), password, url_password):
+            assert secret not in text, f"{secret} in {where}"
+    assert json.loads(shown.stdout)["opensearch"]["url"].startswith("http://***@127.0.0.1:")
+
+
+def test_a_record_with_10000_keys_leaves_the_opensearch_mapping_unchanged(opensearch_url: str) -> None:
+    from connector.config import OpenSearchSettings
+    from connector.factory import FindingFactory
+    from connector.model import Outcome
+    from connector.sinks.opensearch.client import make_client
+    from connector.sinks.opensearch.setup import install
+    from connector.sinks.opensearch.sink import OpenSearchSink, index_name
+
+    prefix = f"wide{uuid.uuid4().hex[:8]}"
+    client = make_client(OpenSearchSettings(url=opensearch_url))
+    install(client, prefix, ism=False)
+    sink = OpenSearchSink(OpenSearchSettings(url=opensearch_url, index_prefix=prefix))
+    factory = FindingFactory.load()
+    base = make_record(an_event(0), event_id="narrow-1", eventTime="2026-11-20T10:00:00Z")
+    narrow = factory.render(base)
+    assert all(r.outcome is Outcome.OK for r in sink.send(narrow))
+    indexes = sorted({index_name(prefix, item) for item in narrow})
+    before = {i: client.indices.get_mapping(index=i)[i]["mappings"] for i in indexes}
+    wide = {f"k{i}": {"v": i, "s": f"x{i}"} for i in range(10_000)}
+    record = make_record(an_event(0), event_id="wide-1", eventTime="2026-11-20T10:05:00Z",
+                         requestParameters={**base["requestParameters"], **wide}, additionalEventData=wide)
+    record.update({f"top{i}": i for i in range(10_000)})
+    batch = factory.render(record)
+    assert all(r.outcome is Outcome.OK for r in sink.send(batch))
+    assert {index_name(prefix, item) for item in batch} == set(indexes)
+    after = {i: client.indices.get_mapping(index=i)[i]["mappings"] for i in indexes}
+    assert after == before, "10,000 keys in a record added fields to the mapping"
+    client.indices.refresh(index=",".join(indexes))
+    assert client.count(index=",".join(indexes), q="connector.event_id:wide-1")["count"] == len(batch)
+    client.close()

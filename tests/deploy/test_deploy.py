@@ -4,6 +4,7 @@ policy against the code; and the image's entrypoint command line run against mot
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import uuid
 import venv
 from collections.abc import Iterator
 from pathlib import Path
@@ -226,3 +228,137 @@ def test_the_image_entrypoint_runs_against_moto(aws_env: MotoServer, tmp_path: P
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert sorted(jsonl_ids(tmp_path)) == sorted(ids)
     assert queue_depth(queue) == 0
+
+
+# ---- the IAM policy equals the actions the code calls (collected against moto) ---------------
+
+#: botocore operations whose IAM action has another name (batch forms, ListObjectsV2).
+OPERATION_ACTIONS = {
+    "sqs:DeleteMessageBatch": "sqs:DeleteMessage",
+    "sqs:SendMessageBatch": "sqs:SendMessage",
+    "sqs:ChangeMessageVisibilityBatch": "sqs:ChangeMessageVisibility",
+    "s3:ListObjectsV2": "s3:ListBucket",
+    "s3:HeadObject": "s3:GetObject",
+}
+
+
+class CallRecorder:
+    """Every AWS API operation made through botocore while recording, as an IAM action name."""
+
+    def __init__(self) -> None:
+        self.actions: set[str] = set()
+        self.recording = False
+
+    def __call__(self, original: Any) -> Any:
+        recorder = self
+
+        def make_api_call(client: Any, operation_name: str, params: Any) -> Any:
+            if recorder.recording:
+                name = f"{client.meta.service_model.signing_name}:{operation_name}"
+                recorder.actions.add(OPERATION_ACTIONS.get(name, name))
+            return original(client, operation_name, params)
+
+        return make_api_call
+
+
+def policy_actions(path: Path, name: str) -> set[str]:
+    """Every action a policy's statements grant (each conditional statement counted)."""
+    granted: set[str] = set()
+    for statement in cfn(path)["Resources"][name]["Properties"]["PolicyDocument"]["Statement"]:
+        if "If" in statement:  # !If [Condition, statement, !Ref AWS::NoValue]
+            statement = statement["If"][1]
+        actions = statement["Action"]
+        granted |= set([actions] if isinstance(actions, str) else actions)
+    return granted
+
+
+def exercise_everything(tmp_path: Path, recorder: CallRecorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run each AWS-facing path of the product once against moto: the SQS service with Security
+    Hub (own and member accounts), S3 notices and SQS dead letters; Kinesis with checkpoints;
+    S3 dead letters; replay from S3; redrive from SQS and S3."""
+    import boto3
+
+    from connector import cli
+    from connector.build import build_pipeline, build_runner
+    from connector.config import load_settings
+    from connector.deadletters import open_dead_letters
+    from connector.model import DeadLetter
+    from connector.sources.kinesis.checkpoints import CheckpointStore
+    from connector.sources.kinesis.source import KinesisSource
+    from connector.sources.sqs import SqsSource
+    from tests.support.records import an_event, make_record
+
+    s3, sqs, kinesis = boto3.client("s3"), boto3.client("sqs"), boto3.client("kinesis")
+    tag = uuid.uuid4().hex[:8]
+    bucket, dl_bucket = f"trail-{tag}", f"letters-{tag}"
+    for name in (bucket, dl_bucket):
+        s3.create_bucket(Bucket=name)
+    key = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/20/123456789012_CloudTrail_us-east-1_20261120T1000Z_x.json.gz"
+    records = [make_record(an_event(i), event_id=f"iam-s3-{i}", recipientAccountId="123456789012") for i in range(2)]
+    s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(json.dumps({"Records": records}).encode()))
+    queue, dlq = make_queues(f"iam-{tag}")
+    send_events(queue, "iam-own", 3)
+    send_events(queue, "iam-member", 2, account="111111111111")
+    sqs.send_message(QueueUrl=queue, MessageBody="poison: not json")
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"Records": [{"eventSource": "aws:s3", "s3": {
+        "bucket": {"name": bucket}, "object": {"key": key}}}]}))
+    stream = f"iam-{tag}"
+    kinesis.create_stream(StreamName=stream, ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream)
+    CheckpointStore(f"cp-{tag}", stream).create_table_if_missing()
+    for i in range(3):
+        kinesis.put_record(StreamName=stream, PartitionKey=str(i),
+                           Data=json.dumps(make_record(an_event(i), event_id=f"iam-k-{i}", recipientAccountId="123456789012")).encode())
+    env = {
+        "CONNECTOR_SINKS": "securityhub", "CONNECTOR_SQS_QUEUE_URL": queue, "CONNECTOR_SQS_WAIT_SECONDS": "0",
+        "CONNECTOR_GATHER_SECONDS": "0", "CONNECTOR_DEAD_LETTER": dlq, "CONNECTOR_S3_TRAIL_BUCKETS": bucket,
+        "CONNECTOR_SECURITYHUB_ASSUME_ROLE_ARN_TEMPLATE": "arn:{partition}:iam::{account}:role/SecurityHubFindingsImporter",
+        "CONNECTOR_KINESIS_STREAM_NAME": stream, "CONNECTOR_KINESIS_CHECKPOINT_TABLE": f"cp-{tag}",
+        "CONNECTOR_KINESIS_IDLE_SLEEP_SECONDS": "0.1",
+    }
+    try:
+        boto3.client("securityhub").enable_security_hub()
+    except boto3.client("securityhub").exceptions.ResourceConflictException:
+        pass
+    recorder.recording = True
+    for kind in ("sqs", "kinesis"):
+        settings = load_settings(environ={**env, "CONNECTOR_SOURCE": kind})
+        source = SqsSource.from_settings(settings) if kind == "sqs" else KinesisSource.from_settings(settings)
+        pipeline = build_pipeline(settings)
+        pipeline.check()
+        source.check()
+        build_runner(settings, source, pipeline, once=True).run()
+        if kind == "sqs":  # a release and a heartbeat, which a quick run does not need
+            send_events(queue, "iam-again", 1)
+            messages = source.receive()
+            source.keep_alive(messages)
+            source.release(messages)
+        pipeline.close()
+        source.close()
+    letter = DeadLetter(stage="decode", reason="test", body=b"{}", record_id="r", source="test", error_type="DecodeError")
+    open_dead_letters(f"s3://{dl_bucket}/dead").put([letter])
+    state = tmp_path / "replay.sqlite"
+    for name, value in {"CONNECTOR_SINKS": "jsonl", "CONNECTOR_JSONL_DIRECTORY": str(tmp_path / "out"), "CONNECTOR_HTTP_PORT": "0",
+                        "CONNECTOR_DEAD_LETTER": f"file://{tmp_path}/letters"}.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["replay", f"s3://{bucket}/AWSLogs/", "--state", str(state)]) == 0
+    for letters in (dlq, f"s3://{dl_bucket}/dead"):
+        cli.main(["redrive", letters])
+    recorder.recording = False
+
+
+def test_the_iam_policy_equals_the_actions_the_code_calls_against_moto(aws_env: MotoServer, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import botocore.client
+
+    from connector.sinks.opensearch.sink import OpenSearchSink
+
+    recorder = CallRecorder()
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recorder(botocore.client.BaseClient._make_api_call))
+    exercise_everything(tmp_path, recorder, monkeypatch)
+    called = recorder.actions
+    # SigV4 to OpenSearch is HTTP, not botocore: those actions come from the sink's declaration.
+    signed_http = set(OpenSearchSink.iam_actions)
+    granted = policy_actions(DEPLOY / "cloudformation" / "iam-policy.yaml", "ConnectorPolicy")
+    assert granted - signed_http == called, {"granted, never called": granted - signed_http - called,
+                                             "called, not granted": called - granted}

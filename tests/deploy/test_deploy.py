@@ -362,3 +362,170 @@ def test_the_iam_policy_equals_the_actions_the_code_calls_against_moto(aws_env: 
     granted = policy_actions(DEPLOY / "cloudformation" / "iam-policy.yaml", "ConnectorPolicy")
     assert granted - signed_http == called, {"granted, never called": granted - signed_http - called,
                                              "called, not granted": called - granted}
+
+
+# ---- deploy/ that builds (issue 14.4) and is scoped (issue 10.4) ----------------------------------
+
+def statements(path: Path, name: str) -> list[dict[str, Any]]:
+    out = []
+    for statement in cfn(path)["Resources"][name]["Properties"]["PolicyDocument"]["Statement"]:
+        out.append(statement["If"][1] if "If" in statement else statement)
+    return out
+
+
+def test_iam_resources_and_conditions_are_narrowed() -> None:
+    policy = statements(DEPLOY / "cloudformation" / "iam-policy.yaml", "ConnectorPolicy")
+    by_action = {a: s for s in policy for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assume = by_action["sts:AssumeRole"]
+    assert assume["Condition"]["StringEquals"]["aws:ResourceOrgID"] == {"Ref": "OrganizationId"}
+    assert "!If" not in json.dumps(assume) and "UseOrganisationImport" in (DEPLOY / "cloudformation" / "iam-policy.yaml").read_text()
+    assert ":product/${AWS::AccountId}/default" in json.dumps(by_action["securityhub:BatchImportFindings"]["Resource"])
+    assert by_action["securityhub:DescribeHub"]["Resource"] == {"Sub": "arn:${AWS::Partition}:securityhub:*:${AWS::AccountId}:hub/default"}
+    # Only actions without resource-level permissions may have Resource "*".
+    assert {a for a, s in by_action.items() if s["Resource"] == "*"} == {"sts:GetCallerIdentity"}
+    sam = cfn(DEPLOY / "sam" / "template.yaml")["Resources"]["ConnectorFunction"]["Properties"]["Policies"][0]["Statement"]
+    sam = [s["If"][1] if "If" in s else s for s in sam]
+    assert {a for s in sam if s["Resource"] == "*" for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])} == {"sts:GetCallerIdentity"}
+
+
+def test_queues_dead_letter_queue_and_stream_survive_stack_deletion() -> None:
+    for path, names in [("sqs.yaml", ["Queue", "DeadLetterQueue"]), ("kinesis.yaml", ["Stream", "CheckpointTable"])]:
+        resources = cfn(DEPLOY / "cloudformation" / path)["Resources"]
+        for name in names:
+            assert resources[name].get("DeletionPolicy") == "Retain", (path, name)
+            assert resources[name].get("UpdateReplacePolicy") == "Retain", (path, name)
+
+
+def test_kubernetes_has_no_api_token_and_a_scoped_network_policy() -> None:
+    docs = {d["kind"]: d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "connector.yaml").read_text()) if d}
+    assert docs["ServiceAccount"]["automountServiceAccountToken"] is False
+    assert docs["Deployment"]["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    policy = docs["NetworkPolicy"]["spec"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    [ingress] = policy["ingress"]
+    assert [p["port"] for p in ingress["ports"]] == [8080]
+    [source] = ingress["from"]  # namespace AND pod in one peer: Prometheus pods in the monitoring namespace only
+    assert source["namespaceSelector"]["matchLabels"] and source["podSelector"]["matchLabels"]
+    for rule in policy["egress"]:
+        assert rule.get("to"), f"an egress rule without peers admits every destination: {rule}"
+        ports = {p["port"] for p in rule["ports"]}
+        assert ports in ({53}, {443}), rule
+        if ports == {53}:
+            [dns] = rule["to"]
+            assert dns["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"} and dns["namespaceSelector"]
+        else:
+            assert all("169.254.0.0/16" in peer["ipBlock"].get("except", []) for peer in rule["to"]), "IMDS must be out of reach"
+
+
+def test_sam_either_source_arn_is_optional() -> None:
+    template = cfn(DEPLOY / "sam" / "template.yaml")
+    params = template["Parameters"]
+    assert params["QueueArn"].get("Default") == "" and params["StreamArn"].get("Default") == ""
+    resources = template["Resources"]
+    mappings = {r["Properties"]["EventSourceArn"]["Ref"]: r.get("Condition") for r in resources.values()
+                if r["Type"] == "AWS::Lambda::EventSourceMapping"}
+    assert mappings == {"QueueArn": "UseQueue", "StreamArn": "UseStream"}
+    assert "Events" not in resources["ConnectorFunction"]["Properties"], "function Events cannot be conditional"
+    assert "NeedsASource" in template["Rules"]
+
+
+def lock_pins(path: Path) -> dict[str, str]:
+    text = path.read_text().replace("\\\n", " ")
+    pins: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"^([A-Za-z0-9._-]+)==([^\s;]+)", line)
+        assert match, f"{path.name}: not an exact pin: {line[:80]}"
+        assert "--hash=sha256:" in line, f"{path.name}: {match[1]} has no hash"
+        pins[re.sub(r"[-_.]+", "-", match[1]).lower()] = match[2]
+    return pins
+
+
+def test_the_lock_files_are_hashed_complete_and_used_by_the_builds() -> None:
+    from packaging.requirements import Requirement
+
+    image, sam = lock_pins(DEPLOY / "requirements.lock"), lock_pins(DEPLOY / "sam" / "requirements.txt")
+    excluded = {"opensearch-protobufs", "grpcio", "protobuf"}
+    assert not excluded & set(image), "opensearch-py's gRPC transport is not in the image"
+    assert {k: v for k, v in sam.items() if k not in excluded} == image, "the image and Lambda pins agree"
+    import tomllib
+
+    for spec in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        requirement = Requirement(spec)
+        name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+        assert name in image, f"{name} (pyproject.toml) is not in deploy/requirements.lock: run deploy/lock.sh"
+        assert requirement.specifier.contains(image[name], prereleases=True), f"{name}=={image[name]} does not satisfy {spec}"
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "--require-hashes --no-deps -r requirements.lock" in dockerfile and "COPY deploy/requirements.lock" in dockerfile
+    assert "--no-build-isolation" in dockerfile, "nothing unpinned is fetched to build the project"
+    assert 'manifest = "requirements.txt"' in (DEPLOY / "sam" / "samconfig.toml").read_text()
+
+
+def test_the_image_healthcheck_follows_the_configured_port(aws_env: MotoServer, tmp_path: Path) -> None:
+    from tests.support.moto import free_port
+    from tests.support.service import http_get, service_env, start_service, wait_for
+
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    healthcheck = re.search(r"^HEALTHCHECK .*CMD (\[.*\])$", text, re.M)
+    assert healthcheck and "8080" not in healthcheck.group(1)
+    assert json.loads(healthcheck.group(1)) == ["python3", "/app/healthcheck.py"]
+    assert "COPY --chown=root:root deploy/healthcheck.py /app/healthcheck.py" in text
+    queue, dlq = make_queues(f"health-{uuid.uuid4().hex[:8]}")
+    port = free_port()
+    env = service_env(aws_env, queue, dlq, tmp_path, CONNECTOR_HTTP_PORT=str(port), PYTHONPATH=str(REPO))
+    proc = start_service(env)
+    try:
+        wait_for(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, timeout=60)
+        check = [sys.executable, str(DEPLOY / "healthcheck.py")]
+        assert subprocess.run(check, env=env, capture_output=True, timeout=30).returncode == 0
+        elsewhere = subprocess.run(check, env={**env, "CONNECTOR_HTTP_PORT": str(free_port())}, capture_output=True, text=True, timeout=30)
+        assert elsewhere.returncode == 1 and "unhealthy" in elsewhere.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def sam() -> str:
+    """The SAM CLI in a venv of its own (it pins its own boto3), cached like checkov's."""
+    home = CACHE / "sam-venv"
+    exe = home / "bin" / "sam"
+    if not exe.exists():
+        venv.EnvBuilder(with_pip=True, clear=True).create(home)
+        proc = subprocess.run([str(home / "bin" / "pip"), "install", "-q", "aws-sam-cli==1.170.0"], capture_output=True, text=True, timeout=1800)
+        require(proc.returncode == 0 and exe.exists(), f"could not install the SAM CLI: {proc.stderr[-1500:]}")
+    return str(exe)
+
+
+def sam_env() -> dict[str, str]:
+    return {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+
+
+def test_sam_validate_with_lint(sam: str) -> None:
+    proc = subprocess.run([sam, "validate", "--lint"], cwd=DEPLOY / "sam", env=sam_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "is a valid SAM Template" in proc.stdout + proc.stderr
+
+
+#: sam build resolves the Lambda's arm64 wheels one package at a time (minutes, network-bound):
+#: run it with CONNECTOR_TEST_SAM_BUILD=1 (it needs a python3.13 on PATH or in pyenv, as the runtime).
+SAM_BUILD = os.environ.get("CONNECTOR_TEST_SAM_BUILD", "").lower() in ("1", "true", "yes")
+
+
+@pytest.mark.skipif(not SAM_BUILD, reason="slow (minutes): set CONNECTOR_TEST_SAM_BUILD=1")
+def test_sam_build_installs_the_locked_dependencies(sam: str, tmp_path: Path) -> None:
+    python313 = shutil.which("python3.13") or next((str(p) for p in Path("/root/.pyenv/versions").glob("3.13*/bin/python3.13")), None)
+    require(python313 is not None, "sam build for the python3.13 runtime needs a python3.13")
+    env = {**sam_env(), "PATH": f"{Path(str(python313)).parent}:{os.environ['PATH']}"}
+    proc = subprocess.run([sam, "build", "--build-dir", str(tmp_path / "build")], cwd=DEPLOY / "sam", env=env,
+                          capture_output=True, text=True, timeout=1800)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Build Succeeded" in output, output[-3000:]
+    assert "requirements.txt file not found" not in output
+    built = tmp_path / "build" / "ConnectorFunction"
+    assert (built / "connector" / "aws_lambda.py").exists() and (built / "mappings").is_dir()
+    assert list((built / "orjson").glob("*aarch64*.so")), "arm64 wheels for the arm64 function"
+    installed = {p.name.split("-")[0].lower().replace("_", "-") for p in built.glob("*.dist-info")}
+    assert {"boto3", "opensearch-py", "orjson", "msgspec", "isal"} <= installed

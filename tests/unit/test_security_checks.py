@@ -49,9 +49,9 @@ def test_trail_buckets_admit_only_the_cloudtrail_layout_or_a_configured_prefix()
 
 
 def test_a_misconfigured_trail_bucket_is_a_settings_error() -> None:
-    with pytest.raises(ConfigError, match="s3.trail_buckets"):
+    with pytest.raises(ConfigError, match=r"s3\.trail_buckets"):
         S3Trust.parse(["../../etc"])
-    with pytest.raises(ConfigError, match="s3.trail_buckets"):
+    with pytest.raises(ConfigError, match=r"s3\.trail_buckets"):
         load_settings(environ={"CONNECTOR_S3_TRAIL_BUCKETS": "Not_A_Bucket"})
     assert load_settings(environ={"CONNECTOR_S3_TRAIL_BUCKETS": "a-trail, b-trail/prefix/"}).s3.trail_buckets == ("a-trail", "b-trail/prefix/")
 

@@ -529,3 +529,69 @@ def test_sam_build_installs_the_locked_dependencies(sam: str, tmp_path: Path) ->
     assert list((built / "orjson").glob("*aarch64*.so")), "arm64 wheels for the arm64 function"
     installed = {p.name.split("-")[0].lower().replace("_", "-") for p in built.glob("*.dist-info")}
     assert {"boto3", "opensearch-py", "orjson", "msgspec", "isal"} <= installed
+
+
+# ---- the image, built with podman from Debian packages (skipped where podman is absent) ------
+
+IMAGE = "localhost/cloudtrail-findings-connector:test"
+BASE_IMAGE = "localhost/connector-base:bookworm"
+
+
+def podman_base() -> None:
+    """A Debian bookworm base with python3 made by mmdebstrap (no image registry is reachable),
+    cached as a tarball and imported once."""
+    if run(["podman", "image", "exists", BASE_IMAGE]).returncode == 0:
+        return
+    tarball = CACHE / "image" / "bookworm-python.tar"
+    if not tarball.exists():
+        require(shutil.which("mmdebstrap") is not None, "mmdebstrap is not installed (apt-get install mmdebstrap)")
+        tarball.parent.mkdir(parents=True, exist_ok=True)
+        proc = run(["mmdebstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates", "bookworm",
+                    str(tarball) + ".part", "http://deb.debian.org/debian"], timeout=1800)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        Path(str(tarball) + ".part").rename(tarball)
+    proc = run(["podman", "import", str(tarball), BASE_IMAGE], timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+@pytest.mark.skipif(shutil.which("podman") is None or shutil.which("buildah") is None, reason="podman/buildah not installed (apt-get install podman)")
+def test_the_image_builds_from_the_lock_and_runs_against_moto(aws_env: MotoServer, tmp_path: Path) -> None:
+    podman_base()
+    build = ["podman", "build", "--isolation", "chroot", "--format", "docker", "--network", "host",
+             "--build-arg", f"BASE={BASE_IMAGE}", "-f", "deploy/Dockerfile", "-t", IMAGE, "."]
+    ca = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
+    if ca and Path(ca).is_file():  # a TLS-inspecting proxy's CA, as a build secret (never in a layer)
+        build[2:2] = ["--secret", f"id=pip_cert,src={ca}"]
+    proc = run(build, timeout=1800)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    inspect = json.loads(run(["podman", "image", "inspect", IMAGE]).stdout)[0]
+    config = inspect["Config"]
+    healthcheck = inspect.get("Healthcheck") or config.get("Healthcheck") or {}
+    assert healthcheck.get("Test") == ["CMD", "python3", "/app/healthcheck.py"], "--format docker keeps HEALTHCHECK"
+    assert config["User"] == "10001:10001" and config["Entrypoint"] == ["connector"]
+    # Run it (buildah's chroot isolation: this sandbox refuses the OCI runtime's rlimits) against moto.
+    container = run(["buildah", "from", IMAGE]).stdout.strip()
+    try:
+        def inside(*argv: str, env: dict[str, str] | None = None, volume: str | None = None) -> subprocess.CompletedProcess[str]:
+            cmd = ["buildah", "run", "--isolation", "chroot", "--network", "host"]
+            cmd += [f"--env={k}={v}" for k, v in (env or {}).items()]
+            cmd += ["--volume", volume] if volume else []
+            return run([*cmd, container, "--", *argv], timeout=300)
+
+        found = inside("python3", "-c", "import importlib.util as u; print(sorted(m for m in ('grpc', 'opensearch_protobufs', 'setuptools', 'wheel') if u.find_spec(m)))")
+        assert found.returncode == 0 and found.stdout.strip() == "[]", found.stdout + found.stderr
+        queue, dlq = make_queues(f"image-{uuid.uuid4().hex[:8]}")
+        ids = send_events(queue, "in-image", 5)
+        out = tmp_path / "findings"
+        out.mkdir()
+        out.chmod(0o777)
+        env = {**aws_env.env(), "CONNECTOR_SOURCE": "sqs", "CONNECTOR_SQS_QUEUE_URL": queue, "CONNECTOR_SQS_WAIT_SECONDS": "1",
+               "CONNECTOR_DEAD_LETTER": dlq, "CONNECTOR_SINKS": "jsonl", "CONNECTOR_JSONL_DIRECTORY": "/out",
+               "CONNECTOR_HTTP_PORT": "0", "CONNECTOR_MAPPINGS_DIR": "/app/mappings", "CONNECTOR_SCHEMAS_DIR": "/app/schemas",
+               "CONNECTOR_DEPLOY_DIR": "/app/deploy"}
+        proc = inside("connector", "run", "--once", env=env, volume=f"{out}:/out")
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        assert sorted(jsonl_ids(out)) == sorted(ids)
+        assert queue_depth(queue) == 0
+    finally:
+        run(["buildah", "rm", container])

@@ -27,6 +27,7 @@ from connector.pipeline import Pipeline
 from connector.select import Selector
 from connector.sinks import Sink, sink_class
 from connector.sources import Source, source_class
+from connector.trust import S3Trust
 
 if TYPE_CHECKING:
     from connector.correlate import Correlator
@@ -58,16 +59,19 @@ def build_stages(
     prefilter: bool = True,
     since: datetime | None = None,
     until: datetime | None = None,
+    trusted_locations: Sequence[str] = (),
 ) -> Stages:
     """Mappings loaded and validated, the selector built from them, the decoder limited by settings.
 
     ``prefilter=False`` is for ``connector map``: offline every malformed part must be reported,
-    not skipped unseen by the cheap byte test.
+    not skipped unseen by the cheap byte test. S3 notices are followed only into
+    ``s3.trail_buckets`` plus ``trusted_locations`` (``replay s3://...`` trusts its own location).
     """
     factory = FindingFactory.load(mappings_dir or settings.mappings_dir or None, settings.securityhub.product_arn,
                                   enricher=build_enricher(settings))
     selector = Selector(factory.event_names, since=since, until=until)
-    decoder = Decoder(settings.limits, s3_client=s3, prefilter=selector.pattern if prefilter else None)
+    trust = S3Trust.parse(settings.s3.trail_buckets).with_locations(trusted_locations)
+    decoder = Decoder(settings.limits, s3_client=s3, prefilter=selector.pattern if prefilter else None, s3_trust=trust)
     return Stages(factory, decoder, selector)
 
 
@@ -106,9 +110,11 @@ def build_pipeline(
     s3: Any = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    trusted_locations: Sequence[str] = (),
 ) -> Pipeline:
     """The whole pipeline from settings; every collaborator may be handed in instead (tests, demo)."""
-    stages = build_stages(settings, s3=s3 if s3 is not None else s3_client(), since=since, until=until)
+    stages = build_stages(settings, s3=s3 if s3 is not None else s3_client(), since=since, until=until,
+                          trusted_locations=trusted_locations)
     return Pipeline(
         factory=stages.factory,
         decoder=stages.decoder,

@@ -108,6 +108,9 @@ class OpenSearchSettings:
     bulk_max_bytes: int = 10 * 1024 * 1024
     max_attempts: int = 6
     timeout_seconds: float = 30.0
+    #: TLS verification off, or basic auth / a password over plain ``http://``, is refused
+    #: unless this is set (and then warned about at start-up): for a lab node, never production.
+    allow_insecure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,14 @@ class SecurityLakeSettings:
     max_bytes: int = _setting(64 * 1024 * 1024, minimum=1024)
     max_age_seconds: float = _setting(20.0, minimum=0, maximum=3600)
     max_attempts: int = _setting(5, minimum=1, maximum=20)
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    #: Where S3 notices may be followed: ``bucket`` (keys in the CloudTrail layout
+    #: ``[prefix/]AWSLogs/...``) or ``bucket/prefix`` (any key under the prefix). Empty: every S3
+    #: notice is dead-lettered unread (``connector.trust``).
+    trail_buckets: tuple[str, ...] = _setting((), items={"type": "string", "pattern": "^(s3://)?[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +224,7 @@ class Settings:
     opensearch: OpenSearchSettings = field(default_factory=OpenSearchSettings)
     jsonl: JsonlSettings = field(default_factory=JsonlSettings)
     securitylake: SecurityLakeSettings = field(default_factory=SecurityLakeSettings)
+    s3: S3Settings = field(default_factory=S3Settings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     correlation: CorrelationSettings = field(default_factory=CorrelationSettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)

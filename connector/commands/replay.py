@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConnectorError(f"--since {args.since} is after --until {args.until}")
         state = ReplayState(args.state)
         source = FilesSource(args.location, since=since, until=until, state=state)
-        pipeline = build_pipeline(settings, since=since, until=until)
+        # The location given on the command line is trusted: its large files arrive as S3 references.
+        trusted = (args.location,) if args.location.startswith("s3://") else ()
+        pipeline = build_pipeline(settings, since=since, until=until, trusted_locations=trusted)
     except ConnectorError as exc:
         report("replay", exc)
         return USAGE_ERROR

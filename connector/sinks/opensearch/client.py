@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from opensearchpy import OpenSearch, RequestsHttpConnection
 
@@ -32,6 +33,19 @@ AOSS_REFUSED = (
     "duplicating it, and Serverless has no _cluster/health or ISM; use an Amazon OpenSearch Service domain "
     "(opensearch.service=es) or a self-managed cluster"
 )
+log = logging.getLogger(__name__)
+
+
+def insecure_settings(settings: OpenSearchSettings) -> list[str]:
+    """What in these settings gives credentials or findings away on the network."""
+    found = []
+    url = urlsplit(settings.url)
+    if url.scheme == "https" and not settings.verify_tls:
+        found.append("opensearch.verify_tls is false: any certificate is accepted, so anyone on the path can read and change what is sent")
+    if url.scheme == "http" and (settings.auth == "basic" or url.password):
+        found.append("basic-auth credentials would travel over plain http:// (opensearch.url); use https://")
+    return found
+
 
 
 _OBJECT = re.compile(r"<[\w.]+ object at 0x[0-9a-f]+>: ")
@@ -67,6 +81,10 @@ def make_client(settings: OpenSearchSettings, *, pool_maxsize: int = 4, **overri
     if settings.service == "aoss":
         raise ConfigError(AOSS_REFUSED)
     _quiet_tracebacks()
+    for problem in insecure_settings(settings):
+        if not settings.allow_insecure:
+            raise ConfigError(f"{problem}; set opensearch.allow_insecure (CONNECTOR_OPENSEARCH_ALLOW_INSECURE=true) to accept it")
+        log.warning("insecure OpenSearch settings accepted (opensearch.allow_insecure): %s", problem)
     kwargs: dict[str, Any] = {
         "hosts": [settings.url],
         "timeout": settings.timeout_seconds,

@@ -21,6 +21,7 @@ At organisation scale (100,000s of files) three things matter, and each is bound
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -152,7 +153,20 @@ class FilesSource:
                 raise SourceError(f"{location}: no such file or directory")
             root = Path(location)
             self._names = iter([str(root)]) if root.is_file() else _walk(root)
+        self._names = self._first_log_file()
         self._files = self._wanted()
+
+    def _first_log_file(self) -> Iterator[str]:
+        """The names, after checking now that at least one looks like a log file: a location
+        with nothing to replay is an error before anything starts, not a backfill of nothing."""
+        skipped: list[str] = []
+        for name in self._names:
+            skipped.append(name)
+            if name.endswith(SUFFIXES) and name not in self.skip:
+                return itertools.chain(skipped, self._names)
+            if len(skipped) > 10_000:  # far in and still none: let the listing go on lazily
+                return itertools.chain(skipped, self._names)
+        raise SourceError(f"no CloudTrail log files under {self.location} (names ending in {', '.join(SUFFIXES)})")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FilesSource:

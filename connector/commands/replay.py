@@ -93,7 +93,7 @@ class Progress:
             self.bar = tqdm(unit="file", file=sys.stderr, dynamic_ncols=True, smoothing=0.05, mininterval=0.5)
             for handler in logging.getLogger().handlers:
                 if isinstance(handler, logging.StreamHandler):
-                    handler.setStream(_BarStream(self.bar))  # type: ignore[arg-type]
+                    handler.setStream(_BarStream(self.bar))
 
     def observe(self, batch: Sequence[SourceMessage], result: BatchResult | None) -> None:
         done = result.done if result is not None else ()

@@ -50,8 +50,9 @@ SUFFIXES = (".json", ".json.gz", ".jsonl", ".jsonl.gz", ".ndjson", ".gz")
 NAME_TIME = re.compile(r"_CloudTrail_[a-z0-9-]+_(\d{8}T\d{4})Z_")
 #: A file can hold events from well before its name's time (late delivery); be generous.
 NAME_SLACK = timedelta(hours=1)
-#: How long ``receive`` waits for a fetch to finish before answering "nothing yet".
-RECEIVE_WAIT_SECONDS = 0.2
+#: How long ``receive`` waits for a fetch to finish before answering "nothing yet" (the run loop
+#: has nothing else to do meanwhile than settle batches, which can wait that long).
+RECEIVE_WAIT_SECONDS = 5.0
 #: S3 error codes that mean "nothing to replay there" rather than trouble reading it.
 _NOT_THERE = {"NoSuchBucket": "bucket does not exist", "NoSuchKey": "no such key"}
 

@@ -7,7 +7,7 @@ one state row per file; the listing is read lazily; a failure is logged with its
 terminal gets a progress bar.
 
 Creating 10,000 objects and reading them back is bound by moto (a few milliseconds of its CPU
-per request), not by the connector: this module takes a couple of minutes on a small machine.
+per request), not by the connector: this module takes several minutes on a small machine.
 ``CONNECTOR_TEST_REPLAY_FILES`` makes it smaller for a quick local run.
 """
 
@@ -35,10 +35,9 @@ import boto3
 import pytest
 
 from connector.sources.files import FilesSource
+from connector.sources.replay_state import ReplayState, Totals
 from tests.support.moto import MotoServer, put_objects
 from tests.support.records import an_event, make_record
-
-pytestmark = pytest.mark.moto
 
 FILES = int(os.environ.get("CONNECTOR_TEST_REPLAY_FILES", "10000"))
 RECORDS_PER_FILE = 5
@@ -110,6 +109,8 @@ def finished(state: Path) -> set[str]:
         return {row[0] for row in db.execute("SELECT name FROM finished")}
 
 
+@pytest.mark.moto
+@pytest.mark.timeout(1800)  # moto's S3 at a few ms of CPU a request, on a shared 2-core machine
 def test_replay_counts_and_resumes_after_sigkill(moto_server: MotoServer, trail: str, tmp_path: Path) -> None:
     env = replay_env(moto_server, tmp_path)
     state = tmp_path / "state.sqlite"
@@ -117,7 +118,7 @@ def test_replay_counts_and_resumes_after_sigkill(moto_server: MotoServer, trail:
     with open(tmp_path / "first.err", "w") as err:
         first = subprocess.Popen(replay_cmd(f"s3://{trail}/AWSLogs/", tmp_path, "--progress-seconds", "0.5"),
                                  env=env, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 900
         done: set[str] = set()
         while time.monotonic() < deadline and first.poll() is None:
             if state.exists():
@@ -139,7 +140,7 @@ def test_replay_counts_and_resumes_after_sigkill(moto_server: MotoServer, trail:
 
     # 2. The same command again finishes the rest.
     second = subprocess.run(replay_cmd(f"s3://{trail}/AWSLogs/", tmp_path), env=env, capture_output=True, text=True,
-                            timeout=600)
+                            timeout=1200)
     assert second.returncode == 0, second.stderr[-3000:]
     summary = [line for line in json_lines(second.stderr) if "total_files" in line]
     assert len(summary) == 1, second.stderr[-3000:]
@@ -165,6 +166,7 @@ def test_replay_counts_and_resumes_after_sigkill(moto_server: MotoServer, trail:
     assert len(twice) <= MAX_IN_FLIGHT * GATHER
 
 
+@pytest.mark.moto
 def test_listing_is_lazy(moto_server: MotoServer, trail: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The first file is handed out after one page of the listing, not after all of it."""
     for name, value in moto_server.env().items():
@@ -183,6 +185,7 @@ def test_listing_is_lazy(moto_server: MotoServer, trail: str, monkeypatch: pytes
         source.close()
 
 
+@pytest.mark.moto
 def test_nothing_to_replay_is_one_line(moto_server: MotoServer, trail: str, tmp_path: Path) -> None:
     env = replay_env(moto_server, tmp_path)
     for location, says in ((f"s3://{trail}/AWSLog/", "top-level prefixes are AWSLogs/"),
@@ -242,3 +245,20 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     assert proc.returncode == 0, text
     assert "6/6" in text and "30 records, 3 findings" in text, text
     assert "replay progress" not in text  # the bar, not the log lines
+
+
+def test_state_is_one_row_per_file_in_wal_mode_and_reads_an_old_json_state(tmp_path: Path) -> None:
+    old = tmp_path / "state.json"
+    old.write_text(json.dumps({"finished": ["s3://b/a.json.gz", "s3://b/b.json.gz"]}))
+    state = ReplayState(old)
+    try:
+        assert state.is_finished("s3://b/a.json.gz") and not state.is_finished("s3://b/c.json.gz")
+        state.mark_finished(["s3://b/c.json.gz", "s3://b/d.json.gz"], Totals(2, 10, 1, 0, 400))
+        state.mark_finished(["s3://b/e.json.gz"], Totals(1, 5, 0, 1, 200))
+        assert state.totals() == Totals(files=5, records=15, findings=1, dead_lettered=1, bytes=600)
+    finally:
+        state.close()
+    assert old.read_bytes().startswith(b"SQLite format 3")
+    with sqlite3.connect(old) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT COUNT(*) FROM finished").fetchone()[0] == 5

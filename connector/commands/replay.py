@@ -88,8 +88,10 @@ class Progress:
         self._shown = self.started
         self.bar: Any = None
         if tty:
-            from tqdm import tqdm
-
+            try:
+                from tqdm import tqdm
+            except ImportError:  # an install without it: log lines, as off a terminal
+                return
             self.bar = tqdm(unit="file", file=sys.stderr, dynamic_ncols=True, smoothing=0.05, mininterval=0.5)
             for handler in logging.getLogger().handlers:
                 if isinstance(handler, logging.StreamHandler):

@@ -80,7 +80,6 @@ class Progress:
     def __init__(self, source: FilesSource, state: ReplayState, *, every: float, tty: bool) -> None:
         self.source = source
         self.state = state
-        self.earlier = state.totals()
         self.files = self.records = self.findings = self.dead = self.failed = self.bytes = 0
         self.state_error: str | None = None
         self.every = every

@@ -22,8 +22,9 @@ ensure_floor_libraries()
 
 from bench import corpus, decode_paths, findings  # noqa: E402 - after the install above
 
-SECTIONS = ("decode", "findings", "memory", "burst", "opensearch")
-#: moto's SQS takes minutes for the burst's 10,000 messages; ``--quick`` leaves those two out.
+SECTIONS = ("decode", "findings", "memory", "burst", "opensearch", "replay")
+#: moto's SQS takes minutes for the burst's 10,000 messages (and moto's S3 for replay's 10,000
+#: files); ``--quick`` leaves those out.
 QUICK_SECTIONS = ("decode", "findings", "memory")
 
 
@@ -100,6 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         out.update(figures)
         rows.append(("opensearch_over_helpers_bulk", f"{figures['opensearch_over_helpers_bulk']:.3f}",
                      f"{figures['opensearch_docs_per_s']:,.0f} vs {figures['helpers_bulk_docs_per_s']:,.0f} docs/s"))
+
+    if "replay" in sections:
+        from bench import replay
+
+        figures = replay.run(10_000)
+        out.update(figures)
+        rows.append(("replay_files_per_s_over_plain_loop", f"{figures['replay_files_per_s_over_plain_loop']:.2f}",
+                     f"{figures['replay_files_per_s']:,.0f} files/s, {figures['replay_records_per_s']:,.0f} records/s vs "
+                     f"plain get+gunzip loop {figures['plain_loop_files_per_s']:,.0f} files/s, "
+                     f"{figures['plain_loop_records_per_s']:,.0f} records/s ({figures['replay_files']:,} files)"))
 
     out["lost"] = sum(v for k, v in out.items() if k.startswith("lost_"))
     rows.append(("lost", str(out["lost"]), "targets missing anywhere above"))

@@ -28,8 +28,11 @@ from connector.select import Selector
 from connector.sinks import Sink, sink_class
 from connector.sources import Source, source_class
 from connector.triage import MemorySightings, SightingStore
+from connector.trust import S3Trust
 
 if TYPE_CHECKING:
+    from connector.correlate import Correlator
+    from connector.enrich.engine import Enricher
     from connector.runtime.runner import BatchObserver, Runner
 
 
@@ -59,18 +62,23 @@ def build_stages(
     until: datetime | None = None,
     triage_rules: str | None = None,
     first_seen: SightingStore | None = None,
+    trusted_locations: Sequence[str] = (),
 ) -> Stages:
     """Mappings loaded and validated, the selector built from them, the decoder limited by settings.
 
     ``prefilter=False`` is for ``connector map``: offline every malformed part must be reported,
     not skipped unseen by the cheap byte test. ``triage_rules`` overrides ``triage.rules_file``;
     ``first_seen`` the sightings store (``map`` keeps its own in memory, off the shared table).
+    S3 notices are followed only into ``s3.trail_buckets`` plus ``trusted_locations``
+    (``replay s3://...`` trusts its own location).
     """
     factory = FindingFactory.load(mappings_dir or settings.mappings_dir or None, settings.securityhub.product_arn,
                                   triage_rules=triage_rules if triage_rules is not None else settings.triage.rules_file,
-                                  sightings=first_seen if first_seen is not None else sightings(settings))
+                                  sightings=first_seen if first_seen is not None else sightings(settings),
+                                  enricher=build_enricher(settings))
     selector = Selector(factory.event_names, since=since, until=until)
-    decoder = Decoder(settings.limits, s3_client=s3, prefilter=selector.pattern if prefilter else None)
+    trust = S3Trust.parse(settings.s3.trail_buckets).with_locations(trusted_locations)
+    decoder = Decoder(settings.limits, s3_client=s3, prefilter=selector.pattern if prefilter else None, s3_trust=trust)
     return Stages(factory, decoder, selector)
 
 
@@ -83,6 +91,22 @@ def sightings(settings: Settings) -> SightingStore:
 
         return DynamoDBSightings(settings.triage.first_seen_table, boto3.client("dynamodb"))
     return MemorySightings()
+
+
+def build_enricher(settings: Settings) -> Enricher | None:
+    """The enrichment (connector/enrich/) when enabled: clients in the event's account through the
+    same per-account role mechanism as the Security Hub fan-out."""
+    if not settings.enrichment.enabled:
+        return None
+    from connector.enrich.engine import Enricher, SessionClients
+    from connector.sinks.securityhub.credentials import SessionCache
+
+    e, sh = settings.enrichment, settings.securityhub
+    sessions = SessionCache(role_arn_template=e.assume_role_arn_template or sh.assume_role_arn_template,
+                            external_id=sh.external_id)
+    clients = SessionClients(sessions, local_accounts=sh.local_accounts, timeout=e.budget_seconds)
+    return Enricher(clients, budget_seconds=e.budget_seconds, cache_ttl_seconds=e.cache_ttl_seconds,
+                    cache_max_entries=e.cache_max_entries, rate_per_second=e.rate_per_second, burst=e.burst)
 
 
 def build_sinks(settings: Settings, names: Sequence[str] | None = None) -> list[Sink]:
@@ -104,9 +128,11 @@ def build_pipeline(
     s3: Any = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    trusted_locations: Sequence[str] = (),
 ) -> Pipeline:
     """The whole pipeline from settings; every collaborator may be handed in instead (tests, demo)."""
-    stages = build_stages(settings, s3=s3 if s3 is not None else s3_client(), since=since, until=until)
+    stages = build_stages(settings, s3=s3 if s3 is not None else s3_client(), since=since, until=until,
+                          trusted_locations=trusted_locations)
     return Pipeline(
         factory=stages.factory,
         decoder=stages.decoder,
@@ -115,7 +141,15 @@ def build_pipeline(
         dead_letters=build_dead_letters(settings) if dead_letters is None else dead_letters,
         dedupe_ttl_seconds=settings.dedupe_ttl_seconds,
         dedupe_max_entries=settings.dedupe_max_entries,
+        correlator=build_correlator(settings),
     )
+
+
+def build_correlator(settings: Settings) -> Correlator | None:
+    """Teardown correlation when ``correlation.enabled`` (window state in DynamoDB or memory)."""
+    from connector.correlate import Correlator
+
+    return Correlator.from_settings(settings)
 
 
 def build_source(settings: Settings) -> Source:
@@ -141,6 +175,7 @@ def build_runner(
         source, pipeline, once=once, stop=stop, max_in_flight=settings.max_in_flight,
         heartbeat_seconds=heartbeat, observer=observer, stop_on_release=stop_on_release,
         gather_messages=settings.gather_messages, gather_seconds=settings.gather_seconds,
+        hold_on_outage=settings.hold_on_outage, max_hold_seconds=settings.max_hold_seconds,
     )
 
 

@@ -34,7 +34,7 @@ from connector.errors import ConfigError
 from connector.paths import schemas_dir
 
 SourceKind = Literal["sqs", "kinesis"]
-SinkKind = Literal["securityhub", "opensearch", "jsonl"]
+SinkKind = Literal["securityhub", "opensearch", "jsonl", "securitylake"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 StartPosition = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
 OpenSearchAuth = Literal["none", "basic", "sigv4"]
@@ -108,6 +108,9 @@ class OpenSearchSettings:
     bulk_max_bytes: int = 10 * 1024 * 1024
     max_attempts: int = 6
     timeout_seconds: float = 30.0
+    #: TLS verification off, or basic auth / a password over plain ``http://``, is refused
+    #: unless this is set (and then warned about at start-up): for a lab node, never production.
+    allow_insecure: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,33 @@ class JsonlSettings:
     directory: str = "./findings"
     max_bytes: int = 64 * 1024 * 1024
     backups: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityLakeSettings:
+    """The Security Lake custom source (``connector/sinks/securitylake.py``; ``deploy/securitylake/``)."""
+
+    #: The custom source's ``provider.location``: ``s3://<lake bucket>/ext/<source>/[<version>/]``.
+    location: str = _setting("", pattern=r"^$|^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/ext/[A-Za-z0-9_.:-]{1,64}(/[A-Za-z0-9_.-]{1,32})?/?$")
+    #: The provider role Security Lake made (``AmazonSecurityLake-Provider-<source>-<region>``); empty: own credentials.
+    role_arn: str = _setting("", pattern=r"^$|^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
+    external_id: str = ""
+    #: The lake bucket's Region (empty: the SDK's default).
+    region: str = ""
+    #: A batch is written when it holds this many findings, this many bytes of JSON, or its
+    #: oldest finding has waited ``max_age_seconds`` (each sender waits until its findings are written).
+    max_findings: int = _setting(10_000, minimum=1, maximum=1_000_000)
+    max_bytes: int = _setting(64 * 1024 * 1024, minimum=1024)
+    max_age_seconds: float = _setting(20.0, minimum=0, maximum=3600)
+    max_attempts: int = _setting(5, minimum=1, maximum=20)
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    #: Where S3 notices may be followed: ``bucket`` (keys in the CloudTrail layout
+    #: ``[prefix/]AWSLogs/...``) or ``bucket/prefix`` (any key under the prefix). Empty: every S3
+    #: notice is dead-lettered unread (``connector.trust``).
+    trail_buckets: tuple[str, ...] = _setting((), items={"type": "string", "pattern": "^(s3://)?[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +156,41 @@ class LimitSettings:
     max_depth: int = 64
     max_record_bytes: int = 4 * 1024 * 1024
     max_nesting: int = 8
+
+
+CorrelationStore = Literal["memory", "dynamodb"]
+CorrelationKey = Literal["principal", "vpc"]
+
+
+@dataclass(frozen=True, slots=True)
+class CorrelationSettings:
+    """Teardown correlation (``connector.correlate``): ``threshold`` deletions by one principal (or
+    in one VPC) within a ``window_seconds`` window give one extra finding. Several replicas need
+    the ``dynamodb`` store (``table``, TTL attribute ``expires_at``)."""
+
+    enabled: bool = False
+    store: CorrelationStore = "memory"
+    table: str = ""
+    key: CorrelationKey = "principal"
+    threshold: int = _setting(5, minimum=2, maximum=1000)
+    #: Must divide a day: 60, 300, 600, 900, 1800, 3600, ...
+    window_seconds: int = _setting(600, minimum=60, maximum=86400)
+    retention_seconds: int = 2 * 86400
+
+
+@dataclass(frozen=True, slots=True)
+class EnrichmentSettings:
+    """Read the removed resource and what its deletion broke (connector/enrich/); off by default."""
+
+    enabled: bool = False
+    #: A finding waits at most this long for its lookups, then goes out unenriched (marked so).
+    budget_seconds: float = _setting(2.0, minimum=0.1, maximum=30)
+    cache_ttl_seconds: int = 300
+    cache_max_entries: int = 4096
+    rate_per_second: float = 20.0
+    burst: int = 40
+    #: Role in other accounts; empty = the Security Hub fan-out's ``assume_role_arn_template``.
+    assume_role_arn_template: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,15 +217,26 @@ class Settings:
     #: ``gather_seconds``) so a burst reaches Security Hub 100 findings a request, not 10.
     gather_messages: int = _setting(100, minimum=1, maximum=10000)
     gather_seconds: float = _setting(0.5, minimum=0, maximum=30)
+    #: While a sink is down, hold the failed batches and stop receiving (``run`` only; ``--once``
+    #: releases and exits): an outage then spends no SQS receive count.
+    hold_on_outage: bool = True
+    #: A held batch older than this is released (SQS keeps a message invisible 12 h at most).
+    max_hold_seconds: float = _setting(6 * 3600.0, minimum=1, maximum=43000)
     dedupe_ttl_seconds: int = 900
+    #: OpenSearch Dashboards base URL; when set, ``connector setup`` imports the saved objects there.
+    dashboards_url: str = _setting("", pattern="^($|https?://)")
     dedupe_max_entries: int = 100_000
     sqs: SqsSettings = field(default_factory=SqsSettings)
     kinesis: KinesisSettings = field(default_factory=KinesisSettings)
     securityhub: SecurityHubSettings = field(default_factory=SecurityHubSettings)
     opensearch: OpenSearchSettings = field(default_factory=OpenSearchSettings)
     jsonl: JsonlSettings = field(default_factory=JsonlSettings)
+    securitylake: SecurityLakeSettings = field(default_factory=SecurityLakeSettings)
+    s3: S3Settings = field(default_factory=S3Settings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     triage: TriageSettings = field(default_factory=TriageSettings)
+    correlation: CorrelationSettings = field(default_factory=CorrelationSettings)
+    enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
 
 
 # ---- the schema, generated from the dataclasses -------------------------------------------------

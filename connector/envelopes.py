@@ -38,6 +38,7 @@ from connector.record_split import (
     select_records,
     stream_log_file,
 )
+from connector.trust import S3Trust, location_problem, safe_display
 
 __all__ = ["Buffer", "DecodeFailure", "DecodedRecord", "Decoder", "Item", "Skipped", "gunzip", "json_depth_exceeds"]
 
@@ -136,7 +137,10 @@ def json_depth_exceeds(data: Buffer, max_depth: int) -> bool:
 
 class Decoder:
     """Unwraps envelopes. ``s3_client`` enables S3 notifications; ``prefilter`` (the target names'
-    pattern, ``Selector.pattern``) skips non-targets before they are parsed."""
+    pattern, ``Selector.pattern``) skips non-targets before they are parsed. ``s3_trust`` says which
+    buckets and keys S3 notices may be followed to (``connector.trust``); ``build.build_stages``
+    always gives it, from ``s3.trail_buckets``. Without one (tests that decode a bucket they made)
+    any validly named bucket is read."""
 
     def __init__(
         self,
@@ -144,10 +148,12 @@ class Decoder:
         *,
         s3_client: Any = None,
         prefilter: re.Pattern[bytes] | None = None,
+        s3_trust: S3Trust | None = None,
     ) -> None:
         self.limits = limits
         self.s3 = s3_client
         self.prefilter = prefilter
+        self.s3_trust = s3_trust
 
     # -- entry --------------------------------------------------------------------------
     def decode(self, body: bytes, *, origin: str) -> Iterable[Item]:
@@ -475,6 +481,12 @@ class Decoder:
             yield self._fail(DecodeError("S3 reference without bucket or key", record_id=origin), b"", origin)
             return
         key = unquote_plus(str(key)) if quoted else str(key)
+        # Checked before anything is fetched: the reason names the object, the letter holds none of it.
+        refusal = location_problem(bucket, key) if self.s3_trust is None else self.s3_trust.refusal(bucket, key)
+        if refusal is not None:
+            where = f"{origin}>s3://{safe_display(bucket, 80)}/{safe_display(key, 200)}"
+            yield self._fail(DecodeError(refusal, record_id=where), b"", where)
+            return
         where = f"{origin}>s3://{bucket}/{key}"
         if self.s3 is None:
             yield self._fail(DecodeError(f"s3://{bucket}/{key}: reading S3 objects needs S3 access (none configured)", record_id=where), b"", where)

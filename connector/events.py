@@ -14,6 +14,7 @@ from typing import Any
 
 from connector.errors import InvalidRecord
 from connector.model import CloudTrailEvent, Identity
+from connector.trust import PARTITIONS, event_id_problem, region_problem
 
 
 def _text(value: Any) -> str | None:
@@ -35,7 +36,7 @@ def partition_for(region: str, arn: str | None = None) -> str:
     """The AWS partition, from an ARN when there is one, else from the region name."""
     if arn and arn.startswith("arn:"):
         parts = arn.split(":")
-        if len(parts) > 1 and parts[1]:
+        if len(parts) > 1 and parts[1] in PARTITIONS:  # the ARN is the record's: never trusted blindly
             return parts[1]
     if region.startswith("cn-"):
         return "aws-cn"
@@ -102,6 +103,10 @@ def parse_event(record: Mapping[str, Any], *, origin: str = "") -> CloudTrailEve
     record_id = event_id or origin or "(no eventID)"
     if event_id is None:
         raise InvalidRecord("eventID is missing: the finding id cannot be derived", record_id=record_id)
+    # Region and eventID become the finding id, the Security Hub endpoint and the OpenSearch _id.
+    problem = event_id_problem(event_id)
+    if problem:
+        raise InvalidRecord(problem, record_id=origin or "(invalid eventID)")
     name = _text(record.get("eventName"))
     source = _text(record.get("eventSource"))
     if name is None or source is None:
@@ -109,6 +114,9 @@ def parse_event(record: Mapping[str, Any], *, origin: str = "") -> CloudTrailEve
     region = _text(record.get("awsRegion"))
     if region is None:
         raise InvalidRecord("awsRegion is missing", record_id=record_id)
+    problem = region_problem(region)
+    if problem:
+        raise InvalidRecord(problem, record_id=record_id)
     identity = parse_identity(record.get("userIdentity"))
     account = normalize_account(record.get("recipientAccountId")) or identity.account_id
     if account is None:

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector import metrics
 from connector.errors import InvalidRecord
@@ -21,6 +21,9 @@ from connector.render.asff import render_asff
 from connector.render.ocsf import render_ocsf
 from connector.triage import SightingStore, Triage, TriageResult, load_triage
 from connector.validate import validate
+
+if TYPE_CHECKING:
+    from connector.enrich.engine import Enricher
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,27 +39,37 @@ class FindingFactory:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     #: Context and suppression rules (connector/triage); ``None``: the mapping's severity stands.
     triage: Triage | None = None
+    #: Reads the removed resource and the blast radius (connector/enrich/); None = off.
+    enricher: Enricher | None = None
 
     @classmethod
     def load(cls, mappings_dir: str | None = None, product_arn_template: str = "",
              clock: Callable[[], datetime] | None = None, *, triage_rules: str = "",
-             sightings: SightingStore | None = None) -> FindingFactory:
+             sightings: SightingStore | None = None, enricher: Enricher | None = None) -> FindingFactory:
         """``triage_rules`` as the ``triage.rules_file`` setting: "" the shipped file, "none" off."""
         mappings = load_mappings(mappings_dir or None)
         clock = clock or (lambda: datetime.now(UTC))
-        return cls(mappings, product_arn_template, clock, load_triage(triage_rules, store=sightings, clock=clock))
+        return cls(mappings, product_arn_template, clock, load_triage(triage_rules, store=sightings, clock=clock),
+                   enricher)
 
     @property
     def event_names(self) -> tuple[str, ...]:
         return tuple(sorted(self.mappings))
 
     def neutral(self, record: Mapping[str, Any], *, origin: str = "") -> tuple[CloudTrailEvent, EventMapping, Finding]:
-        """The event, its mapping and the mapping's finding (before triage)."""
+        """The event, its mapping and the mapping's finding, enriched when that is on (before triage)."""
         event = parse_event(record, origin=origin)
         mapping = self.mappings.get(event.event_name)
         if mapping is None or mapping.event_source != event.event_source:
             raise InvalidRecord(f"no mapping for {event.event_source} {event.event_name}", record_id=event.event_id)
-        return event, mapping, build_finding(event, mapping)
+        finding = build_finding(event, mapping)
+        if self.enricher is not None and mapping.enrichment is not None:
+            from connector.enrich.apply import apply_enrichment
+
+            enrichment = self.enricher.enrich(event, mapping.enrichment, finding.values, mapping.formats)
+            if enrichment is not None:
+                finding = apply_enrichment(finding, mapping, enrichment)
+        return event, mapping, finding
 
     def render(self, record: Mapping[str, Any], *, origin: str = "") -> list[RenderedFinding]:
         """One ``RenderedFinding`` per format; raises InvalidRecord / ValidationFailed with the id."""

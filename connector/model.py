@@ -36,6 +36,9 @@ class SourceMessage:
     #: For a body too large to hold (a big log file): opens it as chunks, and ``body`` is only a
     #: reference to it (what a dead letter of the whole message carries).
     chunks: Callable[[], Iterable[bytes]] | None = None
+    #: The source's own receive limit (an SQS redrive policy's ``maxReceiveCount``; 0: none):
+    #: on its last receive a message that fails is dead-lettered with its reason.
+    max_receives: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +195,50 @@ class Remediation:
     runbook: str
 
 
+EnrichmentStatus = Literal["enriched", "partial", "unenriched"]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteImpact:
+    """One route table whose routes went through the removed resource (connector/enrich/)."""
+
+    route_table_id: str
+    vpc_id: str
+    destinations: tuple[str, ...]
+    subnets: tuple[str, ...]
+    main: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BlastRadius:
+    """What else the deletion broke, read live: route tables, their subnets, running instances."""
+
+    route_tables: tuple[RouteImpact, ...]
+    subnets: tuple[str, ...]
+    running_instances: int | None
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class Enrichment:
+    """What the enrichment read about the removed resource, or why it could not.
+
+    ``status`` is ``unenriched`` when no lookup answered in time (the finding is delivered anyway,
+    saying so), ``partial`` when some did.
+    """
+
+    status: EnrichmentStatus
+    values: Mapping[str, str]
+    blast_radius: BlastRadius | None = None
+    problems: tuple[str, ...] = ()
+    calls: tuple[str, ...] = ()
+
+    @property
+    def note(self) -> str:
+        text = self.status
+        return f"{text}: {'; '.join(self.problems)}" if self.problems else text
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """The neutral finding that both renderers read.
@@ -217,6 +264,10 @@ class Finding:
     values: Mapping[str, str]
     event: CloudTrailEvent
     outcome: CallOutcome
+    #: For a correlation finding (``connector.correlate``): the ids of the findings it groups.
+    related: tuple[str, ...] = ()
+    #: None when enrichment is off (the default): the finding is exactly the event's.
+    enrichment: Enrichment | None = None
 
     @property
     def observed_at(self) -> datetime:

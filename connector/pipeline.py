@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cachetools import TTLCache
 
@@ -27,6 +27,10 @@ from connector.factory import FindingFactory
 from connector.model import DeadLetter, DeliveryResult, Outcome, RenderedFinding, SourceMessage
 from connector.select import Selector
 from connector.sinks import Sink
+from connector.sinks.breaker import BreakerState, SinkBreaker
+
+if TYPE_CHECKING:
+    from connector.correlate import Correlator
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,8 @@ class BatchResult:
     findings: int = 0
     dead_lettered: int = 0
     skipped: int = 0
+    #: Why each message in ``retry`` was not delivered (message id → reason), for the logs.
+    reasons: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -49,6 +55,7 @@ class _Work:
     letters: list[DeadLetter]
     skipped: int
     failed: bool = False
+    reason: str = ""  # why it failed, when it did
     #: A streamed message's findings and letters already delivered part by part (not held).
     done_ids: set[str] = field(default_factory=set)
     done_letters: int = 0
@@ -68,6 +75,21 @@ def _key(item: RenderedFinding) -> tuple[str, str]:
     return item.finding_id, item.format
 
 
+def _observe_delivery(sink: str, items: list[RenderedFinding], out: Mapping[tuple[str, str], DeliveryResult]) -> None:
+    """Outcomes, delivered count and event-time lag (once per finding) of one sink's batch (its
+    up/down gauge is its breaker's)."""
+    now = time.time()
+    lagged: set[str] = set()
+    for item in items:
+        outcome = out[_key(item)].outcome
+        metrics.SINK_OUTCOMES.labels(sink, outcome.value).inc()
+        if outcome is Outcome.OK:
+            metrics.FINDINGS_OUT.labels(sink, item.format).inc()
+            if item.finding_id not in lagged:
+                lagged.add(item.finding_id)
+                metrics.DELIVERY_LAG_SECONDS.labels(sink).observe(max(0.0, now - item.finding.event.event_time.timestamp()))
+
+
 class Pipeline:
     def __init__(
         self,
@@ -79,16 +101,25 @@ class Pipeline:
         dead_letters: DeadLetterSink,
         dedupe_ttl_seconds: int = 900,
         dedupe_max_entries: int = 100_000,
+        correlator: Correlator | None = None,
     ) -> None:
         self.factory = factory
         self.decoder = decoder
         self.selector = selector
         self.sinks = list(sinks)
         self.dead_letters = dead_letters
+        for sink in self.sinks:
+            metrics.declare_sink(sink.name)
+        self.correlator = correlator
         # Ids every sink already holds: drops repeats early. Correctness never depends on it.
         self._delivered: TTLCache[tuple[str, str], bool] = TTLCache(maxsize=dedupe_max_entries, ttl=dedupe_ttl_seconds)
-        # The runner hands batches to several worker threads; the cache is not thread-safe.
+        # (sink, finding, format) a sink already holds, though another sink failed it: a retry
+        # sends it only where it is missing (Security Hub bills every re-import).
+        self._held_by: TTLCache[tuple[int, str, str], bool] = TTLCache(maxsize=dedupe_max_entries, ttl=dedupe_ttl_seconds)
+        # The runner hands batches to several worker threads; the caches are not thread-safe.
         self._cache_lock = threading.Lock()
+        #: One breaker per sink, in ``sinks`` order (two sinks may share a name in tests).
+        self.breakers = [SinkBreaker(sink.name, sink.check) for sink in self.sinks]
 
     # -- map -------------------------------------------------------------------------------
     def map_records(self, body: bytes, origin: str) -> tuple[list[RenderedFinding], list[DeadLetter], int]:
@@ -110,8 +141,13 @@ class Pipeline:
         rendered: list[RenderedFinding] = []
         letters: list[DeadLetter] = []
         skipped = 0
+        # The pipeline's origins are "<source>:<message id>"; any other (bench, tests) counts as unknown,
+        # never as a label per message.
+        source, _, rest = origin.partition(":")
+        records = metrics.RECORDS_IN.labels(source if rest and source else "unknown")
         items = self.decoder.decode_stream(chunks(), origin=origin) if chunks else self.decoder.decode(body, origin=origin)
         for item in items:
+            records.inc(item.count if isinstance(item, Skipped) else 1)
             if isinstance(item, Skipped):
                 skipped += item.count
                 continue
@@ -147,14 +183,18 @@ class Pipeline:
         return 0
 
     # -- deliver ---------------------------------------------------------------------------
-    def _deliver(self, sink: Sink, items: list[RenderedFinding]) -> dict[tuple[str, str], DeliveryResult]:
+    def _deliver(self, index: int, items: list[RenderedFinding]) -> dict[tuple[str, str], DeliveryResult]:
+        sink = self.sinks[index]
         if not items:
             return {}
         try:
             results = sink.send(items)
         except Exception as exc:  # a sink that raises has delivered nothing we can count on
             log.warning("sink %s failed a batch of %d: %s", sink.name, len(items), exc)
-            return {_key(i): DeliveryResult(i.finding_id, Outcome.RETRYABLE, str(exc)) for i in items}
+            failed = {_key(i): DeliveryResult(i.finding_id, Outcome.RETRYABLE, str(exc)) for i in items}
+            self._judge(index, failed)
+            _observe_delivery(sink.name, items, failed)
+            return failed
         by_id: dict[str, list[RenderedFinding]] = {}
         for item in items:
             by_id.setdefault(item.finding_id, []).append(item)
@@ -171,31 +211,71 @@ class Pipeline:
         # A result a sink forgot to give is a failure to deliver, never a success.
         for item in items:
             out.setdefault(_key(item), DeliveryResult(item.finding_id, Outcome.RETRYABLE, f"{sink.name} gave no result"))
-        for key, result in out.items():
-            if result.outcome is Outcome.OK:
-                metrics.FINDINGS_OUT.labels(sink.name, key[1]).inc()
+        _observe_delivery(sink.name, items, out)
+        self._judge(index, out)
         return out
 
-    def handle(self, messages: Sequence[SourceMessage]) -> BatchResult:
+    def _judge(self, index: int, results: Mapping[tuple[str, str], DeliveryResult]) -> None:
+        """Tell the sink's breaker: every document failed retryably → suspect (down if its check
+        fails too); anything else → up."""
+        breaker = self.breakers[index]
+        if not results:
+            return
+        errors = [r.error for r in results.values() if r.outcome is Outcome.RETRYABLE]
+        if len(errors) == len(results):
+            breaker.suspect(errors[0] or "retryable failure")
+        else:
+            breaker.delivered()
+
+    def handle(self, messages: Sequence[SourceMessage], *, outage_held: bool = False) -> BatchResult:
         """One source batch through every stage; the answer says which messages may be acknowledged.
 
         The phases are separate methods so that each step of the failure contract can be read
         (and tested) on its own: map, drop repeats, deliver, decide letters, store letters,
-        remember what every sink holds.
+        remember what every sink holds. ``outage_held``: the caller holds batches that fail
+        while a sink is down (instead of releasing them), so those need no last-receive letter.
         """
         started = time.monotonic()
-        work = self._map_messages([m for m in messages if m.chunks is None])
-        self._deliver_work(work)
-        work += [self._handle_streamed(m) for m in messages if m.chunks is not None]
+        work = self._map_and_deliver(messages)
+        self._give_up_last_attempts(work, outage_held=outage_held)
         metrics.BATCH_SECONDS.observe(time.monotonic() - started)
         ok = [w for w in work if not w.failed]
         return BatchResult(
             done=tuple(w.message for w in ok),
             retry=tuple(w.message for w in work if w.failed),
-            findings=len({i.finding_id for w in ok for i in w.rendered} | {i for w in ok for i in w.done_ids}),
-            dead_lettered=sum(len(w.letters) + w.done_letters for w in ok),
+            findings=len({i for w in ok for i in w.done_ids}),
+            dead_lettered=sum(w.done_letters for w in ok),
             skipped=sum(w.skipped for w in work),
+            reasons={w.message.id: w.reason or "not delivered" for w in work if w.failed},
         )
+
+    def _give_up_last_attempts(self, work: list[_Work], *, outage_held: bool) -> None:
+        """A message on its queue's last receive is dead-lettered by us, with the reason.
+
+        Otherwise the queue's redrive policy would move it on the next receive, and the message
+        would reach the dead-letter queue with no word of why. Not while a sink is down if the
+        run loop holds such batches (it does not release them, so they spend no receive).
+        """
+        if outage_held and self.sinks_down():
+            return
+        last = [w for w in work if w.failed and w.message.max_receives and w.message.attempt >= w.message.max_receives]
+        for w in last:
+            reason = f"not delivered in {w.message.attempt} receives (the queue's limit): {w.reason or 'unknown'}"
+            w.failed, w.rendered = False, []
+            w.letters = [DeadLetter("deliver", reason, w.message.id, w.message.body, w.message.source, "GaveUp")]
+        self._store_letters(last)
+        for w in last:
+            if not w.failed:
+                w.done_letters += len(w.letters)
+
+    # -- sink health, for the run loop's backpressure ---------------------------------------
+    def sinks_down(self) -> list[str]:
+        """Sinks whose breaker is open: their last delivery failed for every document."""
+        return [b.name for b in self.breakers if b.state is BreakerState.OPEN]
+
+    def ready_to_retry(self) -> bool:
+        """Every sink may be tried again (an open breaker's probe passed, or none is open)."""
+        return all([b.probe() for b in self.breakers])
 
     def _deliver_work(self, work: list[_Work]) -> None:
         pending = self._not_yet_delivered(work)
@@ -203,59 +283,73 @@ class Pipeline:
         self._assign_letters(work, pending, failed_keys, permanent)
         self._store_letters(work)
         self._remember_delivered(work, permanent)
+        if self.correlator is not None:
+            self._correlate(work)
 
-    def _handle_streamed(self, message: SourceMessage) -> _Work:
-        """A large file: each part is delivered (and its letters stored) before the next is read.
-
-        The message is acknowledged only if every part went through; a part that fails stops it
-        for redelivery, and the parts before it are not sent again (finding ids are stable and
-        the delivered-ids cache knows them).
-        """
-        metrics.RECORDS_IN.labels(message.source or "unknown").inc()
-        total = _Work(message, [], [], 0)
-        try:
-            for rendered, letters, skipped in self.map_parts(
-                message.body, f"{message.source}:{message.id}", message.chunks, part_size=STREAM_PART_FINDINGS
-            ):
-                part = _Work(message, rendered, letters, skipped)
-                self._deliver_work([part])
-                total.skipped += skipped
-                if part.failed:
-                    total.failed = True
-                    break
-                total.done_ids.update(i.finding_id for i in rendered)
-                total.done_letters += len(part.letters)
-        except ConnectorError as exc:
-            log.warning("message %s kept for redelivery: %s", message.id, exc)
-            total.failed = True
-        except Exception as exc:
-            part = _Work(message, [], [_undecodable(message, exc)], 0)
-            self._store_letters([part])
-            total.failed = part.failed
-            total.done_letters += len(part.letters)
-        return total
+    def _correlate(self, work: list[_Work]) -> None:
+        """Teardown findings of the delivered members (``connector.correlate``), delivered like any
+        other; a message whose teardown was not delivered is kept for redelivery."""
+        assert self.correlator is not None
+        ok = [w for w in work if not w.failed]
+        retry = self.correlator.process([i.finding for w in ok for i in w.rendered], self._deliver_everywhere,
+                                        self.dead_letters.put)
+        for w in ok:
+            if any(i.finding_id in retry for i in w.rendered):
+                w.failed = True
 
     # -- the phases of ``handle`` --------------------------------------------------------------
-    def _map_messages(self, messages: Sequence[SourceMessage]) -> list[_Work]:
-        """Decode and map each message on its own, so one message's trouble is its own.
+    def _map_and_deliver(self, messages: Sequence[SourceMessage]) -> list[_Work]:
+        """Decode and map each message on its own (one message's trouble is its own), delivering
+        in parts of about ``STREAM_PART_FINDINGS`` findings and letters gathered across messages.
 
-        A ``ConnectorError`` that escapes ``map_records`` is retryable trouble of the whole
-        message (S3 unreachable while following a notice): the message is kept for redelivery.
+        So memory is bounded by the part, not by the message: a CloudWatch Logs payload of
+        100,000 target events, or a large streamed log file, is delivered as it is mapped. Small
+        messages still share one delivery (Security Hub takes 100 findings a request). A message
+        is acknowledged only if every part of it went through; a part that fails stops reading
+        it (it will be redelivered, and the parts already delivered are not sent again: finding
+        ids are stable and the delivered-ids caches know them). A ``ConnectorError`` escaping
+        the decoder is retryable trouble of the whole message (S3 unreachable while following a
+        notice): the message is kept for redelivery.
         """
-        work: list[_Work] = []
+        totals: list[_Work] = []
+        parts: list[tuple[_Work, _Work]] = []  # (the message's total, a part not yet delivered)
+        size = 0
         for message in messages:
-            metrics.RECORDS_IN.labels(message.source or "unknown").inc()
+            metrics.MESSAGES_IN.labels(message.source or "unknown").inc()
+            total = _Work(message, [], [], 0)
+            totals.append(total)
             try:
-                rendered, letters, skipped = self.map_records(message.body, f"{message.source}:{message.id}")
+                for rendered, letters, skipped in self.map_parts(
+                    message.body, f"{message.source}:{message.id}", message.chunks, part_size=STREAM_PART_FINDINGS
+                ):
+                    total.skipped += skipped
+                    parts.append((total, _Work(message, rendered, letters, skipped)))
+                    size += len(rendered) + len(letters)
+                    if size >= STREAM_PART_FINDINGS:
+                        self._deliver_parts(parts)
+                        parts, size = [], 0
+                    if total.failed:
+                        break
             except ConnectorError as exc:
                 log.warning("message %s kept for redelivery: %s", message.id, exc)
-                work.append(_Work(message, [], [], 0, failed=True))
-                continue
+                total.failed, total.reason = True, str(exc)
             except Exception as exc:
-                work.append(_Work(message, [], [_undecodable(message, exc)], 0))
+                parts.append((total, _Work(message, [], [_undecodable(message, exc)], 0)))
+        self._deliver_parts(parts)
+        return totals
+
+    def _deliver_parts(self, parts: list[tuple[_Work, _Work]]) -> None:
+        """Deliver the parts, then account each to its message: delivered ids and letters, or the failure."""
+        if not parts:
+            return
+        self._deliver_work([part for _, part in parts])
+        for total, part in parts:
+            if part.failed:
+                if not total.failed:
+                    total.failed, total.reason = True, part.reason
                 continue
-            work.append(_Work(message, rendered, letters, skipped))
-        return work
+            total.done_ids.update(i.finding_id for i in part.rendered)
+            total.done_letters += len(part.letters)
 
     def _not_yet_delivered(self, work: list[_Work]) -> dict[tuple[str, str], RenderedFinding]:
         """Each (finding, format) once, minus those every sink already holds (the TTL cache).
@@ -274,28 +368,34 @@ class Pipeline:
 
     def _deliver_everywhere(
         self, pending: dict[tuple[str, str], RenderedFinding]
-    ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], list[str]]]:
-        """Every sink gets the renderings it takes; returns what must be retried and what was refused.
+    ) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], list[str]]]:
+        """Every sink gets the renderings it takes (minus those it already holds from an earlier
+        attempt); returns what must be retried (with why) and what was refused.
 
         A key refused by one sink and failed retryably by another is a retry, not a dead letter:
         it is dead-lettered once the last attempt is final.
         """
-        failed_keys: set[tuple[str, str]] = set()
+        failed_keys: dict[tuple[str, str], str] = {}
         permanent: dict[tuple[str, str], list[str]] = {}
-        for sink in self.sinks:
-            batch = [item for item in pending.values() if item.format in sink.formats]
-            for key, result in self._deliver(sink, batch).items():
+        for index, sink in enumerate(self.sinks):
+            with self._cache_lock:
+                batch = [item for key, item in pending.items()
+                         if item.format in sink.formats and (index, *key) not in self._held_by]
+            for key, result in self._deliver(index, batch).items():
                 if result.outcome is Outcome.RETRYABLE:
-                    failed_keys.add(key)
+                    failed_keys.setdefault(key, f"{sink.name}: {result.error}")
                 elif result.outcome is Outcome.PERMANENT:
                     permanent.setdefault(key, []).append(f"{sink.name}: {result.error}")
+                else:
+                    with self._cache_lock:
+                        self._held_by[(index, *key)] = True
         return failed_keys, permanent
 
     @staticmethod
     def _assign_letters(
         work: list[_Work],
         pending: dict[tuple[str, str], RenderedFinding],
-        failed_keys: set[tuple[str, str]],
+        failed_keys: Mapping[tuple[str, str], str],
         permanent: dict[tuple[str, str], list[str]],
     ) -> None:
         """Mark messages with a retryable finding failed; give the rest their refused findings as letters."""
@@ -310,8 +410,10 @@ class Pipeline:
             )
         for w in work:
             keys = {_key(i) for i in w.rendered}
-            if w.failed or keys & failed_keys:
+            missing = sorted(keys & failed_keys.keys())
+            if w.failed or missing:
                 w.failed = True
+                w.reason = w.reason or failed_keys[missing[0]]
                 continue
             w.letters.extend(finding_letters[k] for k in sorted(keys) if k in finding_letters)
 
@@ -331,10 +433,12 @@ class Pipeline:
             log.error("dead-letter destination failed; %d messages kept for redelivery: %s", len(owners), exc)
             for w in owners:
                 w.failed = True
+                w.reason = f"dead-letter destination: {exc}"
             return
         for letter in letters:
             metrics.DEAD_LETTERED.labels(letter.stage).inc()
-            log.warning("dead-lettered %s at %s: %s", letter.record_id, letter.stage, letter.reason)
+            log.warning("dead-lettered %s at %s: %s", letter.record_id, letter.stage, letter.reason,
+                        extra={"repeat_key": f"dead-lettered {letter.stage} {letter.error_type}"})
 
     def _remember_delivered(self, work: list[_Work], permanent: dict[tuple[str, str], list[str]]) -> None:
         """Log each delivered finding once and cache it, so a redelivery does not re-send it."""

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from connector import aws_region
 from connector.config import Settings, load_settings
 from connector.errors import ConnectorError
 from connector.runtime import logs
@@ -49,4 +50,5 @@ def settings_or_report(
         return None
     if configure_logging:
         logs.configure(settings.log_level, secrets=[settings.opensearch.password])
+    aws_region.resolve(settings)  # AWS_REGION alone, or the queue URL / stream ARN, names it for boto3
     return settings

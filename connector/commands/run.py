@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
-from connector.commands.common import USAGE_ERROR, add_settings_options, report, settings_or_report
+from connector.commands.common import USAGE_ERROR, add_settings_options, settings_or_report
 from connector.errors import ConnectorError
 
 
@@ -24,6 +25,6 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         return service.run(settings, once=args.once)
-    except ConnectorError as exc:
-        report("run", exc)
+    except ConnectorError as exc:  # logging is configured: the line joins the service's JSON stream
+        logging.getLogger("connector.commands.run").error("connector run: %s", exc)
         return USAGE_ERROR

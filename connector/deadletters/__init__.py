@@ -24,6 +24,9 @@ class MissingDeadLetters:
     url = ""
     iam_actions: ClassVar[tuple[str, ...]] = ()
 
+    def check(self) -> None:
+        """Passes: running without a destination is a choice (bad records then stay in the source)."""
+
     def put(self, letters: Sequence[DeadLetter]) -> None:
         for letter in letters:
             log.error("no dead-letter destination configured; keeping record %s: %s", letter.record_id, letter.reason)
@@ -37,6 +40,9 @@ class LeaveToRedrive:
 
     url = "redrive-policy"
     iam_actions: ClassVar[tuple[str, ...]] = ()
+
+    def check(self) -> None:
+        """Passes: the queue's redrive policy is the destination."""
 
     def put(self, letters: Sequence[DeadLetter]) -> None:
         for letter in letters:

@@ -12,6 +12,8 @@ in its source: nothing is acknowledged silently.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -25,6 +27,23 @@ log = logging.getLogger(__name__)
 
 #: SQS message attribute values are capped; keep the reason readable but bounded.
 MAX_REASON = 1024
+
+
+def bounded(letter: DeadLetter, max_body: int) -> DeadLetter:
+    """``letter`` with a body of at most ``max_body`` bytes, for destinations with a size limit.
+
+    Why: an SQS message holds 256 KiB (1 MiB on newer queues) with its attributes, and a letter
+    larger than that was refused with ``BatchRequestTooLong`` on every retry, forever. A larger
+    body is cut to its head, and the reason says so with the original size and SHA-256, so the
+    letter is stored once and the original can still be recognised (a streamed file's letter
+    carries a reference to the file instead of its bytes, and is small anyway).
+    """
+    if len(letter.body) <= max_body:
+        return letter
+    digest = hashlib.sha256(letter.body).hexdigest()
+    note = f" [body truncated from {len(letter.body)} to {max_body} bytes; sha256 {digest}]"
+    return dataclasses.replace(letter, body=letter.body[:max_body], reason=letter.reason[: MAX_REASON - len(note)] + note,
+                               error_type=letter.error_type or "Truncated")
 
 
 def letter_document(letter: DeadLetter) -> dict[str, Any]:
@@ -79,6 +98,10 @@ class DeadLetterSink(Protocol):
     def put(self, letters: Sequence[DeadLetter]) -> None:
         """Store every letter durably or raise ``DeliveryError``."""
 
+    def check(self) -> None:
+        """Raise if letters could not be stored now (``/readyz``). Destinations whose check
+        would need more permissions than storing (S3: ``ListBucket``) may pass."""
+
 
 class DeadLetterKind(Protocol):
     """A registered destination class: built from its URL."""
@@ -90,6 +113,8 @@ class DeadLetterKind(Protocol):
     def __init__(self, url: str) -> None: ...
 
     def put(self, letters: Sequence[DeadLetter]) -> None: ...
+
+    def check(self) -> None: ...
 
 
 KNOWN: dict[str, str] = {

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from connector.deadletters.base import StoredLetter, letter_document, register
+from connector.errors import DeliveryError
 from connector.model import DeadLetter
 
 
@@ -26,6 +27,10 @@ class FileDeadLetters:
         self._lock = threading.Lock()
         self._taken: Path | None = None
         self._kept: dict[str, str] = {}
+
+    def check(self) -> None:
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise DeliveryError(f"dead-letter directory {self.directory} is missing or not writable")
 
     def put(self, letters: Sequence[DeadLetter]) -> None:
         with self._lock, open(self.directory / "dead-letters.jsonl", "a", encoding="utf-8") as out:

@@ -10,34 +10,63 @@ from typing import Any, ClassVar
 
 import boto3
 
-from connector.deadletters.base import MAX_REASON, StoredLetter, letter_document, register
+from connector.deadletters.base import MAX_REASON, StoredLetter, bounded, letter_document, register
 from connector.errors import DeliveryError
 from connector.model import DeadLetter
 
 log = logging.getLogger(__name__)
+
+#: SQS takes 256 KiB per message and per SendMessageBatch call (body and attributes), the
+#: limit every queue has. A body is cut to 180 KiB: even base64-encoded it fits with its
+#: attributes (six of at most ``MAX_REASON`` characters).
+MAX_BODY_BYTES = 180 * 1024
+ATTRIBUTES_BYTES = 6 * (MAX_REASON + 32)
+MAX_BATCH_BYTES = 250 * 1024
 
 
 @register("https")
 @register("http")
 class SqsDeadLetters:
     scheme: ClassVar[str] = "https"
-    iam_actions: ClassVar[tuple[str, ...]] = ("sqs:SendMessage",)
+    iam_actions: ClassVar[tuple[str, ...]] = ("sqs:SendMessage", "sqs:GetQueueAttributes")
 
     def __init__(self, url: str, client: Any = None) -> None:
         self.url = url
         self.client = client or boto3.client("sqs")
 
+    def _entry(self, index: int, letter: DeadLetter) -> dict[str, Any]:
+        doc = letter_document(bounded(letter, MAX_BODY_BYTES))
+        attrs = {
+            key: {"DataType": "String", "StringValue": (str(doc[key]) or "-")[:MAX_REASON]}
+            for key in ("stage", "reason", "error_type", "record_id", "source", "body_encoding")
+        }
+        return {"Id": str(index), "MessageBody": doc["body"] or "(empty)", "MessageAttributes": attrs}
+
+    def _chunks(self, letters: Sequence[DeadLetter]) -> Iterator[list[dict[str, Any]]]:
+        """SendMessageBatch calls of at most 10 entries and ``MAX_BATCH_BYTES`` in all."""
+        chunk: list[dict[str, Any]] = []
+        size = 0
+        for letter in letters:
+            entry = self._entry(len(chunk), letter)
+            entry_size = len(entry["MessageBody"].encode()) + ATTRIBUTES_BYTES
+            if chunk and (len(chunk) == 10 or size + entry_size > MAX_BATCH_BYTES):
+                yield chunk
+                chunk, size = [], 0
+                entry["Id"] = "0"
+            chunk.append(entry)
+            size += entry_size
+        if chunk:
+            yield chunk
+
+    def check(self) -> None:
+        """The queue exists and we may use it (``/readyz``): without it nothing bad can be acknowledged."""
+        try:
+            self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])
+        except Exception as exc:
+            raise DeliveryError(f"dead-letter queue {self.url}: {exc}") from exc
+
     def put(self, letters: Sequence[DeadLetter]) -> None:
-        for start in range(0, len(letters), 10):
-            chunk = letters[start : start + 10]
-            entries = []
-            for index, letter in enumerate(chunk):
-                doc = letter_document(letter)
-                attrs = {
-                    key: {"DataType": "String", "StringValue": (str(doc[key]) or "-")[:MAX_REASON]}
-                    for key in ("stage", "reason", "error_type", "record_id", "source", "body_encoding")
-                }
-                entries.append({"Id": str(index), "MessageBody": doc["body"] or "(empty)", "MessageAttributes": attrs})
+        for entries in self._chunks(letters):
             try:
                 response = self.client.send_message_batch(QueueUrl=self.url, Entries=entries)
             except Exception as exc:  # botocore errors, connection errors

@@ -14,7 +14,7 @@ import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connector.mapping.formats import matches, placeholder
+from connector.mapping.formats import list_kind, matches, placeholder
 from connector.mapping.loader import CliSpec, EventMapping
 from connector.mapping.runbook import render_runbook
 from connector.model import AffectedResource, CallOutcome, CliCommand, CloudTrailEvent, Finding, Remediation, Severity
@@ -26,10 +26,16 @@ PRODUCT_NAME = "cloudtrail-findings"
 
 
 class TemplateValues(dict[str, str]):
-    """Template namespace: an absent value renders as ``<name>`` so a gap is visible, never blank."""
+    """Template namespace: an absent value renders as ``<name>`` so a gap is visible, never blank.
+
+    ``optional``: values the enrichment may supply (``enrichment.values`` of the mapping); absent,
+    they render as their ``UPPER_CASE`` placeholder, as the runbook did before they were known.
+    """
+
+    optional: frozenset[str] = frozenset()
 
     def __missing__(self, key: str) -> str:
-        return f"<{key}>"
+        return placeholder(key) if key in self.optional else f"<{key}>"
 
 
 class ProseValues(TemplateValues):
@@ -182,22 +188,31 @@ def _names(template: str) -> list[str]:
     return list(dict.fromkeys(name for _, name, _, _ in string.Formatter().parse(template) if name))
 
 
+def _quoted(value: str, kind: str) -> str:
+    """Shell-quoted; a ``<kind>-list`` value is several arguments, each quoted on its own."""
+    return " ".join(map(shlex.quote, value.split(" "))) if list_kind(kind) else shlex.quote(value)
+
+
 def _executable_values(template: str, values: Mapping[str, str], formats: Mapping[str, str],
                        quote: bool) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """The values a command may contain, and what is wrong with the others.
 
     A value enters only when it matches its strict format; a missing or malformed one becomes an
-    inert ``UPPER_CASE`` placeholder, and the problem is named so the analyst fills it in."""
+    inert ``UPPER_CASE`` placeholder, and the problem is named so the analyst fills it in (an
+    absent optional value, which only the enrichment could supply, keeps its plain placeholder)."""
     out: dict[str, str] = {}
     problems: list[tuple[str, str]] = []
+    optional: frozenset[str] = getattr(values, "optional", frozenset())
     for name in _names(template):
         value = values.get(name)
-        if value is None:
+        if value is None and name in optional:
+            pass
+        elif value is None:
             problems.append((name, f"the event lacks {name}"))
         elif not matches(formats.get(name, ""), value):
             problems.append((name, f"{name} in the record is malformed ({formats.get(name, 'no format')} expected)"))
         else:
-            out[name] = shlex.quote(value) if quote else value
+            out[name] = _quoted(value, formats.get(name, "")) if quote else value
             continue
         out[name] = placeholder(name)
     return out, problems
@@ -256,6 +271,7 @@ def build_remediation(mapping: EventMapping, values: TemplateValues, *, attempt:
 def build_finding(event: CloudTrailEvent, mapping: EventMapping) -> Finding:
     """The neutral finding for one event; pure (no clock, no randomness, no I/O)."""
     values = extract(mapping, event)
+    values.optional = mapping.optional_values
     severity, reason = choose_severity(mapping, event)
     if event.dry_run and mapping.dry_run_title:
         title_template = mapping.dry_run_title

@@ -37,6 +37,20 @@ VALUE_FORMATS: dict[str, re.Pattern[str]] = {
         "event-name": r"[A-Z][A-Za-z0-9]{1,127}",
         "event-id": r"[0-9a-fA-F-]{36}",
         "timestamp": r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z",
+        # Values read from AWS by the enrichment (connector/enrich/): checked like the event's.
+        "security-group-id": rf"sg-{_HEX_ID}",
+        "instance-id": rf"i-{_HEX_ID}",
+        "route-table-id": rf"rtb-{_HEX_ID}",
+        "ipv4": r"(?:(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])",
+        "ipv4-cidr": r"(?:(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])/(?:3[0-2]|[12]?[0-9])",
+        "ipv6-cidr": r"[0-9a-fA-F:]{2,39}/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9])",
+        "ip-protocol": r"-1|[0-9]{1,3}",
+        "port": r"[0-9]{1,5}",
+        "icmp-code": r"-1|[0-9]{1,3}",
+        "rule-action": r"allow|deny",
+        "connectivity-type": r"public|private",
+        "boolean": r"true|false",
+        "description": r"[\w .,:/=+@()#-]{0,255}",
     }.items()
 }
 
@@ -55,8 +69,26 @@ COMMON_FORMATS: dict[str, str] = {
 }
 
 
+#: ``<kind>-list``: several values of one kind separated by single spaces (security groups of an
+#: interface, the subnets of a route table); each must match and each is quoted on its own.
+LIST_SUFFIX = "-list"
+
+
+def list_kind(kind: str) -> str | None:
+    """The item kind of a ``<kind>-list`` format, else None."""
+    return kind[: -len(LIST_SUFFIX)] if kind.endswith(LIST_SUFFIX) and kind[: -len(LIST_SUFFIX)] in VALUE_FORMATS else None
+
+
+def known_format(kind: str) -> bool:
+    return kind in VALUE_FORMATS or list_kind(kind) is not None
+
+
 def matches(kind: str, value: str) -> bool:
     """True when ``value`` is a well-formed ``kind`` (an unknown kind never matches)."""
+    item = list_kind(kind)
+    if item is not None:
+        parts = value.split(" ")
+        return bool(value) and all(matches(item, part) for part in parts)
     pattern = VALUE_FORMATS.get(kind)
     return pattern is not None and pattern.fullmatch(value) is not None
 

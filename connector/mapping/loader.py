@@ -20,6 +20,7 @@ import jmespath.exceptions
 import jsonschema
 import yaml
 
+from connector.enrich.spec import EnrichmentSpec, parse_enrichment
 from connector.errors import MappingFileError
 from connector.mapping.formats import COMMON_FORMATS
 from connector.model import Attack
@@ -142,6 +143,13 @@ class EventMapping:
     #: field → strict value format (mapping's ``event.formats`` plus the common values').
     formats: Mapping[str, str]
     attempt: AttemptSpec
+    #: The ``enrichment:`` section (connector/enrich/), or None.
+    enrichment: EnrichmentSpec | None = None
+
+    @property
+    def optional_values(self) -> frozenset[str]:
+        """Values only the enrichment can supply: absent, the runbook shows their placeholder."""
+        return self.enrichment.value_names if self.enrichment else frozenset()
 
 
 def _json_path(path: Any) -> str:
@@ -283,12 +291,17 @@ def load_mapping_file(path: Path, attempt: AttemptSpec | None = None) -> EventMa
             except jmespath.exceptions.JMESPathError as exc:
                 raise MappingFileError(file, f"$.event.fields.{name}[{index}]", f"bad JMESPath: {exc}") from None
         fields[name] = tuple(compiled)
-    _check_templates(doc, set(fields) | COMMON_VARIABLES, file)
     declared = dict(event.get("formats") or {})
     unknown = set(declared) - set(fields)
     if unknown:
         raise MappingFileError(file, "$.event.formats", f"format(s) for undeclared field(s) {sorted(unknown)}")
     formats = {**COMMON_FORMATS, **declared}
+    enrichment = parse_enrichment(doc.get("enrichment"), file=file, fields=set(fields),
+                                  common=set(COMMON_VARIABLES), formats=formats)
+    enriched = enrichment.value_names if enrichment else frozenset()
+    if enrichment:
+        formats.update(enrichment.formats)
+    _check_templates(doc, set(fields) | COMMON_VARIABLES | enriched, file)
     finding = doc["finding"]
     remediation = doc["remediation"]
     _check_formats(remediation, formats, file, "$.remediation")
@@ -323,6 +336,7 @@ def load_mapping_file(path: Path, attempt: AttemptSpec | None = None) -> EventMa
         raw=doc,
         formats=formats,
         attempt=attempt or load_attempt(path.parent),
+        enrichment=enrichment,
     )
 
 

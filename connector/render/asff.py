@@ -123,6 +123,7 @@ def _product_fields(finding: Finding, triage: TriageResult | None = None) -> dic
         "connector/mapping": f"{finding.mapping_id}@{finding.mapping_version}",
         **_triage_fields(triage),
     }
+    fields.update(_enrichment_fields(finding))
     for attack in finding.attacks:
         fields[f"connector/attack/{attack.version}"] = ",".join(
             uid for uid in (attack.tactic_uid, attack.technique_uid, attack.sub_technique_uid) if uid
@@ -138,6 +139,23 @@ def _product_fields(finding: Finding, triage: TriageResult | None = None) -> dic
     fields["connector/impact"] = " ".join(finding.impact)
     clean = {k[:128]: v[:2048] for k, v in fields.items() if v and v.strip()}
     return dict(list(clean.items())[:MAX_PRODUCT_FIELDS])
+
+
+def _enrichment_fields(finding: Finding) -> dict[str, str | None]:
+    """What the enrichment read (or why not): ahead of the runbook lines, inside the 50 pairs."""
+    enrichment = finding.enrichment
+    if enrichment is None:
+        return {}
+    fields: dict[str, str | None] = {"connector/enrichment": enrichment.note}
+    blast = enrichment.blast_radius
+    if blast is not None:
+        fields["connector/blastRadius"] = blast.summary
+        fields["connector/blastRadius/routeTables"] = " ".join(t.route_table_id for t in blast.route_tables)
+        fields["connector/blastRadius/subnets"] = " ".join(blast.subnets)
+        fields["connector/blastRadius/runningInstances"] = str(blast.running_instances)
+    for name, value in sorted(enrichment.values.items())[:15]:
+        fields[f"connector/enriched/{name}"] = value
+    return fields
 
 
 ACTOR_TYPES = {"IAMUser": "AwsIamUser", "AssumedRole": "AwsIamRole", "Role": "AwsIamRole"}

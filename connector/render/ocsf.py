@@ -149,6 +149,27 @@ def _resources(finding: Finding) -> list[dict[str, Any]]:
     ]
 
 
+def _enrichment(finding: Finding) -> dict[str, Any]:
+    """What the enrichment read about the removed resource, or why it could not (connector/enrich/)."""
+    enrichment = finding.enrichment
+    assert enrichment is not None
+    out: dict[str, Any] = {"status": enrichment.status, "problems": list(enrichment.problems),
+                           "values": dict(enrichment.values), "calls": list(enrichment.calls)}
+    blast = enrichment.blast_radius
+    if blast is not None:
+        out["blast_radius"] = {
+            "summary": blast.summary,
+            "route_tables": [
+                {"uid": t.route_table_id, "vpc_uid": t.vpc_id, "destinations": list(t.destinations),
+                 "subnets": list(t.subnets), "main": t.main}
+                for t in blast.route_tables
+            ],
+            "subnets": list(blast.subnets),
+            "running_instances": blast.running_instances,
+        }
+    return out
+
+
 def _triage(triage: TriageResult) -> dict[str, Any]:
     """``unmapped.triage``: the mapping's severity, each context rule that moved it, the suppression."""
     out: dict[str, Any] = {
@@ -262,6 +283,8 @@ def render_ocsf(finding: Finding, *, updated_at: datetime | None = None, triage:
         document["unmapped"]["triage"] = _triage(triage)
         if triage.suppression:
             document["status_id"], document["status"] = STATUS_SUPPRESSED, "Suppressed"
+    if finding.enrichment is not None:
+        document["unmapped"]["enrichment"] = _enrichment(finding)
     if finding.outcome != "succeeded":
         document["status_detail"] = (
             f"Dry run ({event.error_code}): permission confirmed, nothing changed"

@@ -3,7 +3,9 @@
 prometheus_client's own server answers every path with metrics, which would make a liveness
 probe pass on a wedged process; so the paths are routed here. ``/healthz`` checks that the run
 loop turned recently; ``/readyz`` checks the source and sinks (cached for a few seconds, so a
-probe storm does not become a storm of AWS calls) and fails while draining.
+probe storm does not become a storm of AWS calls) and fails while draining. ``/metrics`` is
+``connector.metrics.exposition()``: importing that module is what switches off the ``*_created``
+series, so the body never depends on which module happened to import it first.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from connector import metrics
 
 #: The loop turns at least every receive wait (~1 s) unless a batch blocks it; allow a lot more.
 LIVENESS_SECONDS = 120.0
@@ -49,7 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
             ok, reason = self._readiness()
             self._json(200 if ok else 503, {"status": "ready" if ok else "not ready", "reason": reason})
         elif path == "/metrics":
-            self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+            self._send(200, *metrics.exposition())
         else:
             self._json(404, {"error": f"no such path {path}; try /healthz, /readyz, /metrics"})
 

@@ -9,6 +9,14 @@ set ``ordered = True`` and get a single worker.
 ``stop`` ends receiving; in-flight batches finish and are acknowledged before ``run`` returns.
 With ``once=True`` the loop ends when the source reports ``drained``.
 
+With ``hold_on_outage`` (the long-running service) a batch that failed because a sink is down
+(its breaker is open, ``Pipeline.sinks_down``) is *held*, not released: the loop stops
+receiving, keeps the held messages' leases alive, and hands them to a worker again once every
+sink's probe passes (``Pipeline.ready_to_retry``). An outage of any length then spends no SQS
+receive, so the queue's redrive policy never moves a message that is only waiting for a sink.
+A batch held longer than ``max_hold_seconds`` (SQS keeps a message invisible 12 h at most) or
+still held at stop is released.
+
 ``run`` returns 0 only when every message received was acknowledged in the end: a message
 released (sink down) or whose acknowledgement failed counts against it until a later delivery of
 the same message (same id) is acknowledged. A failing ``receive``, ``ack`` or ``release`` never
@@ -53,6 +61,8 @@ class Runner:
         stop_on_release: bool | None = None,
         gather_messages: int = 1,
         gather_seconds: float = 0.0,
+        hold_on_outage: bool = False,
+        max_hold_seconds: float = 6 * 3600.0,
     ) -> None:
         self.source = source
         self.pipeline = pipeline
@@ -64,6 +74,11 @@ class Runner:
         self.gather_messages = gather_messages
         self.gather_seconds = gather_seconds
         self.observer = observer
+        self.hold_on_outage = hold_on_outage and not once
+        self.max_hold_seconds = max_hold_seconds
+        #: Batches waiting for a sink to come back, with when they were first held.
+        self._held: list[tuple[list[SourceMessage], float]] = []
+        self.held_total = 0  # messages ever held (for logs and tests)
         #: ``once`` stops at the first release by default (a sink is down: exit, retry later);
         #: replay goes on to the other files and reports the released ones.
         self.stop_on_release = once if stop_on_release is None else stop_on_release
@@ -107,20 +122,60 @@ class Runner:
 
     def _settle(self, batch: Sequence[SourceMessage], result: BatchResult | None, error: BaseException | None) -> None:
         if error is not None or result is None:
-            log.error("batch of %d failed unexpectedly; releasing it: %s", len(batch), error)
+            log.error("batch of %d failed unexpectedly; releasing it: %s", len(batch), error, exc_info=error)
             self._release(batch)
             self._observe(batch, None)
             return
         if result.done:
             self._ack(result.done)
         if result.retry:
-            self._release(result.retry)
+            down = self.pipeline.sinks_down() if self.hold_on_outage else []
+            if down:
+                self._hold(list(result.retry), down)
+            else:
+                self._release(result.retry)
         log.info(
             "batch settled",
             extra={"acked": len(result.done), "released": len(result.retry), "findings": result.findings,
                    "dead_lettered": result.dead_lettered, "skipped": result.skipped},
         )
         self._observe(batch, result)
+
+    def _handle(self, batch: list[SourceMessage]) -> BatchResult:
+        if self.hold_on_outage:
+            return self.pipeline.handle(batch, outage_held=True)
+        return self.pipeline.handle(batch)
+
+    def _hold(self, messages: list[SourceMessage], down: Sequence[str]) -> None:
+        since = min((m.received_at for m in messages if m.received_at), default=0.0)
+        with self._lock:
+            self._held.append((messages, time.monotonic()))
+        self.held_total += len(messages)
+        metrics.HELD.set(sum(len(b) for b, _ in self._held))
+        log.warning("sink down (%s): holding %d messages until it answers again", ", ".join(down), len(messages),
+                    extra={"held_since_receive_s": round(time.time() - since, 1) if since else None})
+
+    def _resume_held(self, pool: ThreadPoolExecutor) -> None:
+        """Once every sink may be tried, held batches go to a worker again (too old ones are released)."""
+        with self._lock:
+            held, self._held = self._held, []
+        now = time.monotonic()
+        for batch, held_at in held:
+            if now - held_at > self.max_hold_seconds:
+                log.error("releasing %d messages held for %.0f s (max_hold_seconds)", len(batch), now - held_at)
+                self._release(batch)
+                continue
+            future = pool.submit(self._handle, batch)
+            with self._lock:
+                self._in_flight[future] = batch
+        metrics.HELD.set(0)
+
+    def _release_held(self) -> None:
+        with self._lock:
+            held, self._held = self._held, []
+        for batch, _ in held:
+            self._release(batch)
+        metrics.HELD.set(0)
 
     def _observe(self, batch: Sequence[SourceMessage], result: BatchResult | None) -> None:
         if self.observer is None:
@@ -136,6 +191,7 @@ class Runner:
         while not self._done.wait(self.heartbeat_seconds):
             with self._lock:
                 messages = [m for batch in self._in_flight.values() for m in batch]
+                messages += [m for batch, _ in self._held for m in batch]
             try:
                 self.source.keep_alive(messages)
             except Exception as exc:  # a missed heartbeat risks a duplicate, never a loss
@@ -208,6 +264,13 @@ class Runner:
                 if len(self._in_flight) >= self.max_in_flight:
                     time.sleep(0.05)
                     continue
+                if self.hold_on_outage and (self._held or self.pipeline.sinks_down()):
+                    # Circuit open: receive nothing new until every sink answers its probe.
+                    if self.pipeline.ready_to_retry():
+                        self._resume_held(pool)
+                    else:
+                        self.stop.wait(0.2)
+                    continue
                 batch = self._receive()
                 if not batch:
                     if self.once and self.source.drained:
@@ -216,11 +279,12 @@ class Runner:
                         time.sleep(0.01)  # a finite source is empty: wait for the last batches
                     continue
                 self.received += len(batch)
-                future = pool.submit(self.pipeline.handle, batch)
+                future = pool.submit(self._handle, batch)
                 with self._lock:
                     self._in_flight[future] = batch
             self.draining = True
             self._collect(block=True)
+            self._release_held()
         finally:
             self.draining = True
             pool.shutdown(wait=True)

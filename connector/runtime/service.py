@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
 
+from connector import __version__, metrics
 from connector.build import build_pipeline, build_runner, build_source
 from connector.config import Settings
 from connector.pipeline import Pipeline
+from connector.runtime import logs
 from connector.runtime.runner import Runner
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,10 @@ class Service:
                 sink.check()
             except Exception as exc:
                 return False, f"sink {sink.name}: {exc}"
+        try:
+            self.pipeline.dead_letters.check()
+        except Exception as exc:
+            return False, f"dead-letter destination: {exc}"
         return True, "ok"
 
 
@@ -75,7 +80,29 @@ def _install_signals(service: Service) -> None:
     signal.signal(signal.SIGINT, on_signal)
 
 
+def startup_fields(settings: Settings, *, once: bool = False) -> dict[str, Any]:
+    """What the start-up line says: version, source, sinks, port, accounts mode."""
+    sh = settings.securityhub
+    if "securityhub" not in settings.sinks:
+        accounts = "n/a"
+    elif sh.assume_role_arn_template:
+        accounts = f"member accounts through {sh.assume_role_arn_template}"
+    else:
+        accounts = "own account" + (f" and {', '.join(sh.local_accounts)}" if sh.local_accounts else "") + \
+            " (findings of other accounts are dead-lettered: set securityhub.assume_role_arn_template)"
+    where = {"sqs": settings.sqs.queue_url, "kinesis": settings.kinesis.stream_name}.get(settings.source, "")
+    return {
+        "version": __version__, "source": settings.source, "source_from": where, "sinks": list(settings.sinks),
+        "http_port": settings.http_port, "accounts_mode": accounts, "region": os.environ.get("AWS_DEFAULT_REGION", ""),
+        "once": once, "dead_letter": settings.dead_letter or "none",
+    }
+
+
 def run(settings: Settings, *, once: bool = False, serve_http: bool = True) -> int:
+    fields = startup_fields(settings, once=once)
+    log.info("connector %s starting: source %s, sinks %s, port %s", __version__, settings.source,
+             ",".join(settings.sinks), settings.http_port, extra=fields)
+    metrics.BUILD_INFO.labels(__version__, settings.source, ",".join(settings.sinks)).set(1)
     service = build(settings, once=once)
     if threading.current_thread() is threading.main_thread():
         _install_signals(service)
@@ -96,9 +123,7 @@ def run(settings: Settings, *, once: bool = False, serve_http: bool = True) -> i
             service.pipeline.close()
             if service.http is not None:
                 service.http.shutdown()
-    print(
-        f"connector run: received {service.runner.received}, acknowledged {service.runner.acked}, "
-        f"left for redelivery {service.runner.released}",
-        file=sys.stderr,
-    )
+    log.info("connector run finished", extra={"received": service.runner.received, "acked": service.runner.acked,
+                                              "released": service.runner.released, "exit_code": code})
+    logs.flush()
     return code

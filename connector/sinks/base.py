@@ -42,6 +42,7 @@ KNOWN: dict[str, str] = {
     "securityhub": "connector.sinks.securityhub.sink",
     "opensearch": "connector.sinks.opensearch.sink",
     "jsonl": "connector.sinks.jsonl",
+    "securitylake": "connector.sinks.securitylake",
 }
 REGISTRY: Registry[Sink] = Registry("sink", KNOWN)
 register = REGISTRY.register

@@ -93,8 +93,21 @@ class RotatingFile:
         self._sync_dir()
         self._open()
 
+    def _still_ours(self) -> bool:
+        """The path still names the open file. Someone may have moved or deleted it (logrotate,
+        an operator, a directory removed): writing on would "deliver" into an unlinked inode
+        that nobody can read, so the findings would be acknowledged and lost."""
+        try:
+            on_disk = os.stat(self.path)
+        except OSError:
+            return False
+        open_file = os.fstat(self._handle.fileno())
+        return (on_disk.st_dev, on_disk.st_ino) == (open_file.st_dev, open_file.st_ino)
+
     def write_batch(self, lines: Sequence[bytes]) -> None:
         """Append the lines, rotating between lines as needed, then flush and fsync."""
+        if self._handle is not None and not self._still_ours():
+            self.close()
         if self._handle is None:
             self._open()
         try:

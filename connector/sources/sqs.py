@@ -10,6 +10,7 @@ SQS messages can be up to 1 MiB; nothing here assumes the old 256 KB limit.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -19,12 +20,13 @@ from typing import Any, ClassVar
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
 from connector import metrics
 from connector.config import Settings
 from connector.errors import SourceError
 from connector.model import SourceMessage
-from connector.retry import Backoff, retry_call
+from connector.retry import Backoff, pause, retry_call
 from connector.sources.base import register
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,9 @@ STALE_RECEIPT = frozenset({"ReceiptHandleIsInvalid"})
 
 #: Seconds a released message stays invisible before it is tried again.
 RELEASE_DELAY_SECONDS = 10
+#: Seconds between two GetQueueAttributes calls for the backlog gauge (one call: cheap, and
+#: SQS's approximate counts settle over about a minute anyway).
+BACKLOG_SECONDS = 30.0
 
 
 @register("sqs")
@@ -74,6 +79,7 @@ class SqsSource:
             threading.Thread(target=self._poll_loop, args=(i,), name=f"sqs-poller-{i}", daemon=True)
             for i in range(max(1, pollers))
         ]
+        self._backlog_thread = threading.Thread(target=self._backlog_loop, name="sqs-backlog", daemon=True)
         #: Per poller: its last long poll came back empty and it holds no message.
         self._idle = [False] * len(self._threads)
         #: Received but not yet handed to the runner (in a poller's hands or in the buffer), by
@@ -81,6 +87,10 @@ class SqsSource:
         #: otherwise a slow sink would let them time out and be received a second time.
         self._held: dict[str, SourceMessage] = {}
         self._started = False
+        #: The pollers' last receive failed with this (after their retries); None once one works.
+        self._failure: Exception | None = None
+        #: The queue's redrive ``maxReceiveCount`` (0: no policy, or not readable).
+        self.max_receives = 0
         self._backoff = backoff or Backoff(base_seconds=0.5, cap_seconds=20, max_attempts=6)
 
     @classmethod
@@ -121,9 +131,10 @@ class SqsSource:
                     received_at=now,
                     attempt=int(attrs.get("ApproximateReceiveCount", "1") or 1),
                     source="sqs",
+                    max_receives=self.max_receives,
                 )
             )
-        metrics.SQS_AGE_SECONDS.labels(self.queue_url).set(oldest)
+        metrics.SQS_AGE_SECONDS.labels(metrics.queue_name(self.queue_url)).set(oldest)
         return out
 
     def _poll_loop(self, index: int) -> None:
@@ -132,15 +143,17 @@ class SqsSource:
                 messages = retry_call(
                     self._receive_once,
                     backoff=self._backoff,
-                    retryable=lambda exc: True,
-                    on_retry=lambda n, exc: metrics.RETRIES.labels("sqs-receive").inc(),
+                    retryable=_transient,
+                    component="sqs-receive",
                     stop=self._stop,
                 )
             except Exception as exc:  # keep polling: the queue may come back
-                log.error("SQS receive from %s failed: %s", self.queue_url, exc)
+                with self._lock:
+                    self._failure = exc  # ``receive`` reports it to the run loop
                 self._stop.wait(5)
                 continue
             with self._lock:
+                self._failure = None
                 self._idle[index] = not messages
                 self._held.update((m.ack_token, m) for m in messages)
             for message in messages:
@@ -156,11 +169,38 @@ class SqsSource:
                         self._held.pop(message.ack_token, None)
                     self.release([message], delay=0)
 
+    def _read_redrive_policy(self) -> None:
+        """The queue's ``maxReceiveCount``, so a message on its last receive is dead-lettered by
+        us with its reason instead of being moved by SQS without one. Unreadable: 0 (SQS moves it)."""
+        try:
+            attrs = self.client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"])
+            policy = json.loads(attrs.get("Attributes", {}).get("RedrivePolicy") or "{}")
+            self.max_receives = max(0, int(policy.get("maxReceiveCount", 0)))
+        except Exception as exc:  # a missing permission must not stop the consumer
+            log.warning("could not read the redrive policy of %s (messages on their last receive are left to it): %s",
+                        self.queue_url, exc)
+    def _backlog_loop(self) -> None:
+        """``connector_backlog_messages``: visible and in-flight messages, every ``BACKLOG_SECONDS``."""
+        queue_label = metrics.queue_name(self.queue_url)
+        while not self._stop.is_set():
+            try:
+                attrs = self.client.get_queue_attributes(
+                    QueueUrl=self.queue_url,
+                    AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                )["Attributes"]
+                metrics.BACKLOG.labels("sqs", queue_label, "visible").set(int(attrs["ApproximateNumberOfMessages"]))
+                metrics.BACKLOG.labels("sqs", queue_label, "in_flight").set(int(attrs["ApproximateNumberOfMessagesNotVisible"]))
+            except Exception as exc:  # a gauge gone stale is no reason to stop; receive reports the trouble
+                log.debug("backlog of %s not read: %s", self.queue_url, exc)
+            self._stop.wait(BACKLOG_SECONDS)
+
     def _start(self) -> None:
         if not self._started:
             self._started = True
+            self._read_redrive_policy()
             for thread in self._threads:
                 thread.start()
+            self._backlog_thread.start()
 
     # -- contract --------------------------------------------------------------------------
     def receive(self) -> list[SourceMessage]:
@@ -170,6 +210,11 @@ class SqsSource:
         try:
             batch.append(self._buffer.get(timeout=1))
         except queue.Empty:
+            with self._lock:
+                failure = self._failure  # until a poller's receive works again
+            if failure is not None:
+                # The run loop counts and logs it (a one-shot run gives up after a few).
+                raise SourceError(f"SQS receive from {self.queue_url} failed: {failure}") from failure
             return batch
         while len(batch) < self.max_messages:
             try:
@@ -228,8 +273,7 @@ class SqsSource:
             if attempt == self._backoff.max_attempts:
                 refused += [f"{e['Id']}: still failing after {attempt} attempts" for e in pending]
                 break
-            metrics.RETRIES.labels(f"sqs-{operation}").inc(len(pending))
-            time.sleep(self._backoff.delay(attempt))
+            pause(self._backoff, attempt, f"sqs-{operation}", count=len(pending))
         if refused:
             raise SourceError(f"{operation}: {len(refused)} of {len(entries)} entries failed ({'; '.join(refused[:5])})")
 
@@ -288,6 +332,22 @@ class SqsSource:
                 self._held.pop(message.ack_token, None)
         if leftover:
             self.release(leftover, delay=0)
+
+
+#: Answers that no retry can change: the queue is gone or we may not use it.
+PERMANENT_CODES = frozenset({
+    "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "AccessDenied", "AccessDeniedException",
+    "InvalidClientTokenId", "UnrecognizedClientException", "InvalidAddress", "InvalidSecurity",
+})
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth retrying now: not a missing queue, a refused permission or missing credentials."""
+    if isinstance(exc, (NoCredentialsError, NoRegionError)):
+        return False
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "")) not in PERMANENT_CODES
+    return True
 
 
 def _entry_id(index: int, message: SourceMessage) -> str:

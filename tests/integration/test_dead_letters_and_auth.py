@@ -36,6 +36,28 @@ def test_sqs_dead_letters_carry_the_reason(aws_env: MotoServer) -> None:
     assert by_stage["map"]["MessageAttributes"]["reason"]["StringValue"] == "eventTime missing"
 
 
+def test_letters_too_large_for_sqs_are_stored_once_truncated_with_their_hash(aws_env: MotoServer) -> None:
+    import hashlib
+
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName=f"dlq-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    huge = b'{"Records":[' + b"{}," * 466_000 + b"{}]}"  # 1.4 MB, like the inflated double-gzip bomb
+    binary = bytes(range(256)) * 2_000  # 512 KB, not UTF-8: base64 in the body
+    letters = [DeadLetter("decode", "too deeply nested", "sqs:bomb", huge, "sqs", "DecodeError"),
+               DeadLetter("decode", "not JSON", "sqs:bin", binary, "sqs", "DecodeError"), *LETTERS]
+    open_dead_letters(url).put(letters)  # before: BatchRequestTooLong, on every retry
+    messages = []
+    for _ in range(5):
+        messages += sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]).get("Messages", [])
+    by_id = {m["MessageAttributes"]["record_id"]["StringValue"]: m for m in messages}
+    assert sorted(by_id) == ["ev-2", "sqs:bin", "sqs:bomb", "sqs:m1"], "each letter stored once"
+    bomb = by_id["sqs:bomb"]
+    reason = bomb["MessageAttributes"]["reason"]["StringValue"]
+    assert reason.startswith("too deeply nested") and hashlib.sha256(huge).hexdigest() in reason
+    assert f"truncated from {len(huge)}" in reason and huge.startswith(bomb["Body"].encode())
+    assert by_id["sqs:m1"]["Body"] == "garbage", "small letters are untouched"
+
+
 def test_s3_dead_letters(aws_env: MotoServer) -> None:
     s3 = boto3.client("s3")
     bucket = f"dl-{uuid.uuid4().hex[:8]}"

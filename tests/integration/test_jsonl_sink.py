@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -192,3 +193,16 @@ def test_check_and_settings(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("not a directory")
     with pytest.raises(DeliveryError):
         blocked.check()
+
+
+def test_a_file_removed_under_the_sink_is_reopened_not_written_into_the_void(tmp_path: Path) -> None:
+    sink = JsonlSink(tmp_path / "out")
+    assert {r.outcome for r in sink.send(findings(1, prefix="one"))} == {Outcome.OK}
+    shutil.rmtree(tmp_path / "out")
+    (tmp_path / "out").write_text("a file where the directory was")
+    results = sink.send(findings(1, prefix="two"))
+    assert {r.outcome for r in results} == {Outcome.RETRYABLE}, "not acknowledged into a deleted file"
+    (tmp_path / "out").unlink()
+    assert {r.outcome for r in sink.send(findings(1, prefix="two"))} == {Outcome.OK}
+    assert [i.rsplit("/", 1)[-1] for i in read_ids(tmp_path / "out" / "asff.jsonl", "asff")] == ["two-00000"]
+    sink.close()

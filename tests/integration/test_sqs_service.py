@@ -161,6 +161,10 @@ def test_health_ready_and_metrics_over_http(aws_env: MotoServer, tmp_path: Path)
         assert 'connector_findings_delivered_total{format="asff",sink="jsonl"} 3.0' in metrics
         assert "connector_batch_seconds_bucket" in metrics and "connector_records_in_total" in metrics
         assert http_get(f"{base}/nope")[0] == 404
+        # The dead-letter queue disappears: nothing bad could be acknowledged now, so not ready.
+        boto3.client("sqs").delete_queue(QueueUrl=dlq)
+        wait_for(lambda: http_get(f"{base}/readyz")[0] == 503, timeout=30, interval=1)
+        assert "dead-letter" in json.loads(http_get(f"{base}/readyz")[1])["reason"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
@@ -224,3 +228,14 @@ def test_logs_are_json_and_never_hold_credentials() -> None:
     assert "hunter2" not in stream.getvalue() and "ABCDEFGHIJKLMNOP" not in stream.getvalue()
     assert line["record_id"] == "r-1" and line["level"] == "WARNING"
 
+
+
+def test_run_once_on_a_missing_queue_fails_within_a_bounded_time(aws_env: MotoServer, tmp_path: Path) -> None:
+    """Before: it logged every ~8 s forever (the pollers swallowed the error) and exited 0 when killed."""
+    queue, dlq = make_queues(f"gone-{uuid.uuid4().hex[:8]}")
+    boto3.client("sqs").delete_queue(QueueUrl=queue)
+    env = service_env(aws_env, queue, dlq, tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "connector", "run", "--once"], env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert proc.returncode != 0
+    assert "NonExistentQueue" in proc.stderr or "does not exist" in proc.stderr, proc.stderr[-2000:]

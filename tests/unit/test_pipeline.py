@@ -265,3 +265,58 @@ def test_a_streamed_file_is_delivered_in_parts_and_a_failed_part_is_retried_with
     assert len(sink.held) == 80 and held_before.items() <= sink.held.items()
     # the parts delivered the first time were not sent again
     assert sink.calls - sent_before < 8
+
+
+def test_a_retry_sends_only_to_the_sinks_that_do_not_hold_the_finding(tmp_path: Path) -> None:
+    good, down = RecordingSink(), RecordingSink(down=True)
+    pipeline, _ = make_pipeline(tmp_path, good, down)
+    msgs = [message(1, make_record(EVENT, event_id="a"))]
+    for _ in range(3):
+        assert pipeline.handle(msgs).retry == tuple(msgs)
+    assert good.calls == 1, "the healthy sink got the finding once, not on every retry"
+    assert pipeline.sinks_down() == ["recording"]
+    down.down = False
+    assert pipeline.handle(msgs).done == tuple(msgs)
+    assert good.calls == 1 and len(down.held) == 2 and pipeline.sinks_down() == []
+
+
+def test_the_breaker_opens_on_an_outage_and_its_probe_is_the_sinks_check(tmp_path: Path) -> None:
+    down = RecordingSink(down=True)
+    pipeline, _ = make_pipeline(tmp_path, down)
+    pipeline.handle([message(1, make_record(EVENT, event_id="a"))])
+    assert pipeline.sinks_down() == ["recording"]
+    pipeline.breakers[0]._status.next_probe_at = 0  # due now
+    assert not pipeline.ready_to_retry(), "the probe (check) still fails"
+    down.down = False
+    pipeline.breakers[0]._status.next_probe_at = 0
+    assert pipeline.ready_to_retry()
+
+
+def test_on_its_last_receive_a_failing_message_is_dead_lettered_with_why(tmp_path: Path) -> None:
+    sink = RecordingSink(reject_ids={"a"}, fail=Outcome.RETRYABLE)  # refuses it retryably, yet is up
+    other = RecordingSink()
+    pipeline, letters = make_pipeline(tmp_path, sink, other)
+    record = make_record(EVENT, event_id="a")
+    body = json.dumps({"Records": [record, make_record(EVENT, event_id="b")]}).encode()
+    early = SourceMessage(id="m1", body=body, source="sqs", attempt=4, max_receives=5)
+    assert pipeline.handle([early]).retry == (early,) and letters.read() == []
+    last = SourceMessage(id="m1", body=body, source="sqs", attempt=5, max_receives=5)
+    result = pipeline.handle([last])
+    assert result.done == (last,) and not result.retry
+    [letter] = letters.read()
+    assert letter["stage"] == "deliver" and letter["error_type"] == "GaveUp"
+    assert "5 receives" in letter["reason"] and "InvalidInput: rejected" in letter["reason"]
+    assert letter["body"] == body.decode(), "the whole message, so a redrive replays it"
+
+
+def test_on_its_last_receive_during_an_outage_a_message_is_kept_not_dead_lettered(tmp_path: Path) -> None:
+    down = RecordingSink(down=True)
+    pipeline, letters = make_pipeline(tmp_path, down)
+    last = SourceMessage(id="m1", body=json.dumps({"Records": [make_record(EVENT, event_id="a")]}).encode(),
+                         source="sqs", attempt=5, max_receives=5)
+    result = pipeline.handle([last], outage_held=True)
+    assert result.retry == (last,) and letters.read() == []
+    assert "sink is down" in result.reasons["m1"]
+    # Nobody holds it (``run --once``): the last receive still gets a letter with the reason.
+    result = pipeline.handle([last])
+    assert result.done == (last,) and "sink is down" in letters.read()[0]["reason"]

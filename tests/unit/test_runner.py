@@ -287,3 +287,80 @@ def test_gathering_stops_at_an_empty_or_failing_receive() -> None:
     pipeline = BatchSizes()
     code, _ = run(flaky, pipeline, gather_messages=100, gather_seconds=5.0, max_in_flight=1)
     assert code == 0 and pipeline.sizes == [1] and flaky.acked == ["m3"]
+
+
+class OutagePipeline(ScriptedPipeline):
+    """A pipeline whose one sink is down until ``up`` is set: batches fail and ``sinks_down``
+    says so; ``ready_to_retry`` is the breaker's probe (counted)."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda m, n: "ok" if self.up.is_set() else "retry")
+        self.up = threading.Event()
+        self.probes = 0
+        self.tripped = False
+
+    def handle(self, batch: Sequence[SourceMessage], *, outage_held: bool = False) -> BatchResult:
+        result = super().handle(batch)
+        self.tripped = self.tripped or bool(result.retry)  # a breaker opens on a failed delivery
+        return result
+
+    def sinks_down(self) -> list[str]:
+        return ["opensearch"] if self.tripped and not self.up.is_set() else []
+
+    def ready_to_retry(self) -> bool:
+        self.probes += 1
+        return self.up.is_set()
+
+
+def test_an_outage_holds_batches_instead_of_releasing_them_and_stops_receiving() -> None:
+    stop = threading.Event()
+    source = ScriptedSource([[msg(1), msg(2)], [msg(3)]] + [[] for _ in range(100_000)], requeue=True)
+    pipeline = OutagePipeline()
+    runner = Runner(source, pipeline, stop=stop, max_in_flight=1, heartbeat_seconds=0.01,  # type: ignore[arg-type]
+                    hold_on_outage=True)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        for _ in range(500):
+            if pipeline.probes >= 5:
+                break
+            threading.Event().wait(0.01)
+        receives_during_outage = source.receives
+        threading.Event().wait(0.1)
+        assert source.receives == receives_during_outage, "no receive while the sink is down"
+        assert source.released == [], "held, not released: no receive count is spent"
+        assert {"m1", "m2"} <= set(source.kept_alive), "held messages keep their lease"
+        assert source.acked == []
+        pipeline.up.set()
+        for _ in range(500):
+            if len(source.acked) == 3:
+                break
+            threading.Event().wait(0.01)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert sorted(source.acked) == ["m1", "m2", "m3"] and source.released == []
+    assert pipeline.seen["m1"] == 2, "the held batch was handled again after the sink came back"
+    assert runner.outstanding == set()
+
+
+def test_held_batches_are_released_at_stop() -> None:
+    stop = threading.Event()
+    source = ScriptedSource([[msg(1)]] + [[] for _ in range(100_000)])
+    pipeline = OutagePipeline()
+    runner = Runner(source, pipeline, stop=stop, hold_on_outage=True)  # type: ignore[arg-type]
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    for _ in range(500):
+        if runner.held_total:
+            break
+        threading.Event().wait(0.01)
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive() and source.released == ["m1"] and source.acked == []
+
+
+def test_a_one_shot_run_never_holds() -> None:
+    source = ScriptedSource([[msg(1)]])
+    rc, runner = run(source, OutagePipeline(), hold_on_outage=True)
+    assert rc == 1 and source.released == ["m1"] and runner.held_total == 0

@@ -141,13 +141,33 @@ def test_an_answer_whose_counts_do_not_add_up_is_resent_not_trusted() -> None:
 
 def test_a_finding_over_the_size_limit_is_permanent_without_being_sent() -> None:
     item = findings(1)[0]
-    big = RenderedFinding(item.finding_id, "asff", {**item.document, "Note": {"Text": "x" * MAX_FINDING_BYTES,
-                                                                             "UpdatedBy": "t", "UpdatedAt": "t"}},
+    # (Not a big Note: the sink never sends customer-owned fields.)
+    big = RenderedFinding(item.finding_id, "asff", {**item.document, "Description": "x" * MAX_FINDING_BYTES},
                           item.finding)
     hub = ScriptedHub()
     results = make_sink(hub).send([big])
     assert results[0].outcome is Outcome.PERMANENT and "FindingTooLarge" in (results[0].error or "")
     assert hub.requests == []
+
+
+def test_customer_owned_fields_are_never_sent() -> None:
+    """Workflow, Note, UserDefinedFields and VerificationState are the analyst's: a re-import must
+    not carry them. A suppression rule's SUPPRESSED is sent (Security Hub applies it only to a
+    new finding)."""
+    item = findings(1)[0]
+    sent: list[Mapping[str, Any]] = []
+
+    def capture(batch: list[Mapping[str, Any]]) -> dict[str, Any]:
+        sent.extend(batch)
+        return accept_all(batch)
+
+    owned = {"Workflow": {"Status": "NEW"}, "Note": {"Text": "n", "UpdatedBy": "t", "UpdatedAt": "2026-01-01T00:00:00Z"},
+             "UserDefinedFields": {"k": "v"}, "VerificationState": "TRUE_POSITIVE"}
+    make_sink(ScriptedHub(capture)).send([RenderedFinding(item.finding_id, "asff", {**item.document, **owned}, item.finding)])
+    assert len(sent) == 1 and sent[0]["Id"] == item.finding_id and not set(owned) & set(sent[0])
+    suppressed = {**item.document, "Workflow": {"Status": "SUPPRESSED"}}
+    make_sink(ScriptedHub(capture)).send([RenderedFinding(item.finding_id, "asff", suppressed, item.finding)])
+    assert sent[1]["Workflow"] == {"Status": "SUPPRESSED"}
 
 
 def test_requests_respect_the_count_limit() -> None:
@@ -179,3 +199,17 @@ def test_server_side_failed_entries_are_resent(code: str) -> None:
     hub = ScriptedHub(lambda s: {"SuccessCount": 0, "FailedFindings": [{"Id": s[0]["Id"], "ErrorCode": code}]},
                       accept_all)
     assert [r.outcome for r in make_sink(hub).send(batch)] == [Outcome.OK] and len(hub.requests) == 2
+
+
+def test_one_attempt_budget_covers_retries_and_resend_rounds() -> None:
+    """A finding that fails retryably in every answer, between throttles, costs at most
+    ``max_attempts`` requests in all (before: the rounds and the retries nested, 8 × 8 = 64)."""
+
+    def fails_one(sent: list[Mapping[str, Any]]) -> dict[str, Any]:
+        return {"SuccessCount": 0, "FailedCount": len(sent), "FailedFindings": [
+            {"Id": f["Id"], "ErrorCode": "InternalFailure", "ErrorMessage": "try again"} for f in sent]}
+
+    hub = ScriptedHub(*([throttled, fails_one] * 50))
+    results = make_sink(hub).send(findings(1))
+    assert {r.outcome for r in results} == {Outcome.RETRYABLE}
+    assert len(hub.requests) == 4, "max_attempts=4 in make_sink: four requests, whatever the mix of failures"

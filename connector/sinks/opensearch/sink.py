@@ -6,6 +6,15 @@ of duplicating. Each document is the rendered finding plus a ``connector`` objec
 fields a SOC filters on (the same in both index kinds) and the raw CloudTrail record as one
 unindexed string, so arbitrary CloudTrail payloads never add fields to the mapping.
 
+**Who owns which field.** The connector writes every field of the rendered finding and the
+``connector`` object; the analyst owns the ``analyst`` object (``status``, ``assignee``,
+``notes``, ``tags``, or anything else under it), which the connector never writes. Each write is
+a bulk ``update`` with ``doc`` and ``doc_as_upsert``: a new finding is created whole, an existing
+one has the connector's fields replaced and keeps everything else, so a redelivery or a
+``connector replay`` leaves the analyst's state as it was. (An object field is merged, not
+replaced; the connector's documents for one id differ only in values, not in shape.)
+https://docs.opensearch.org/latest/api-reference/document-apis/update-document/
+
 Bulk requests are cut at ``opensearch.bulk_max_bytes`` (10 MB default, inside Amazon OpenSearch
 Service's 10–100 MB payload limits; opensearch-py's 100 MB default is not). 429 and 5xx items,
 and connection failures, are retried with capped backoff and jitter; other item errors (mapping
@@ -17,7 +26,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -28,12 +36,18 @@ from opensearchpy.exceptions import TransportError
 from connector import metrics
 from connector.config import OpenSearchSettings, Settings
 from connector.model import FORMATS, DeliveryResult, Finding, FindingFormat, Outcome, RenderedFinding
-from connector.retry import Backoff
+from connector.retry import Backoff, pause
 from connector.sinks.base import register
-from connector.sinks.opensearch.client import make_client
+from connector.sinks.opensearch.client import describe, make_client
 
 log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+#: The object analysts own in every finding document; the connector never writes it.
+ANALYST_FIELD = "analyst"
+#: Two replicas updating one document (a teardown finding) at once: OpenSearch retries the loser.
+RETRY_ON_CONFLICT = 3
 
 
 def index_name(prefix: str, item: RenderedFinding) -> str:
@@ -86,16 +100,26 @@ def summary(finding: Finding, fmt: FindingFormat) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if v is not None}
 
 
+def _status(value: object) -> int:
+    """A bulk item's HTTP status; 0 when there was none (opensearch-py reports a connection error
+    that never got an answer with the status ``"N/A"``)."""
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
 @register("opensearch")
 class OpenSearchSink:
     name: ClassVar[str] = "opensearch"
     formats: ClassVar[tuple[FindingFormat, ...]] = FORMATS
     iam_actions: ClassVar[tuple[str, ...]] = ("es:ESHttpPost", "es:ESHttpPut", "es:ESHttpGet", "es:ESHttpHead")
 
-    def __init__(self, settings: OpenSearchSettings, client: Any = None) -> None:
+    def __init__(self, settings: OpenSearchSettings, client: Any = None, *, workers: int = 4) -> None:
         self.settings = settings
         self.prefix = settings.index_prefix
-        self.client = client or make_client(settings)
+        # One connection per pipeline worker, plus one for the readiness probe.
+        self.client = client or make_client(settings, pool_maxsize=workers + 1)
         self.backoff = Backoff(base_seconds=0.5, cap_seconds=20, max_attempts=max(1, settings.max_attempts))
         self._templates_ready = False
 
@@ -114,14 +138,17 @@ class OpenSearchSink:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenSearchSink:
-        return cls(settings.opensearch)
+        return cls(settings.opensearch, workers=settings.max_in_flight)
 
     def _actions(self, items: Sequence[RenderedFinding]) -> Iterator[dict[str, Any]]:
         for item in items:
             source = dict(item.document)
             source.pop("raw_data", None)  # kept once, as connector.raw_event
+            source.pop(ANALYST_FIELD, None)  # never ours to write
             source["connector"] = summary(item.finding, item.format)
-            yield {"_op_type": "index", "_index": index_name(self.prefix, item), "_id": item.finding_id, "_source": source}
+            # A partial update that creates the document when missing: the analyst's fields stay.
+            yield {"_op_type": "update", "_index": index_name(self.prefix, item), "_id": item.finding_id,
+                   "doc": source, "doc_as_upsert": True, "retry_on_conflict": RETRY_ON_CONFLICT}
 
     def _bulk_once(self, items: Sequence[RenderedFinding]) -> dict[tuple[str, str], tuple[Outcome, str | None]]:
         """One pass: the outcome of every item (by finding id and format)."""
@@ -142,13 +169,15 @@ class OpenSearchSink:
                 if item is None:
                     continue
                 key = (item.finding_id, item.format)
-                status = int(result.get("status", 0) or 0)
+                status = _status(result.get("status"))
                 if ok and status < 300:
                     out[key] = (Outcome.OK, None)
                 elif status in RETRYABLE_STATUS or not status:
                     if status == 429:
                         metrics.THROTTLES.labels("opensearch").inc()
-                    out[key] = (Outcome.RETRYABLE, f"{status}: {result.get('error')}")
+                    # No status: the request never got an answer (refused, reset, timed out);
+                    # the error then is the connection error's text, which names the cause.
+                    out[key] = (Outcome.RETRYABLE, f"{status or 'no answer'}: {describe(result.get('error'))}")
                 else:
                     error = result.get("error")
                     reason = error.get("reason") if isinstance(error, dict) else error
@@ -161,21 +190,22 @@ class OpenSearchSink:
         return out
 
     def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]:
-        try:
-            self._ensure_templates()
-        except (OSConnectionError, TransportError, OSError) as exc:
-            log.warning("OpenSearch unreachable while checking templates: %s", exc)
-            return [DeliveryResult(i.finding_id, Outcome.RETRYABLE, f"OpenSearch unreachable: {exc}", i.format) for i in batch]
         pending = list(batch)
         final: dict[tuple[str, str], tuple[Outcome, str | None]] = {}
         for attempt in range(1, self.backoff.max_attempts + 1):
-            outcomes = self._bulk_once(pending)
+            try:  # inside the loop: an unreachable cluster gets the configured retries too
+                self._ensure_templates()
+                outcomes = self._bulk_once(pending)
+            except (OSConnectionError, TransportError, OSError) as exc:
+                log.warning("OpenSearch unreachable while checking templates (attempt %d of %d): %s",
+                            attempt, self.backoff.max_attempts, exc)
+                reason = f"OpenSearch unreachable: {describe(exc)}"
+                outcomes = {(i.finding_id, i.format): (Outcome.RETRYABLE, reason) for i in pending}
             final.update(outcomes)
             pending = [i for i in pending if outcomes[(i.finding_id, i.format)][0] is Outcome.RETRYABLE]
             if not pending or attempt == self.backoff.max_attempts:
                 break
-            metrics.RETRIES.labels("opensearch").inc(len(pending))
-            time.sleep(self.backoff.delay(attempt))
+            pause(self.backoff, attempt, self.name, count=len(pending))
         return [
             DeliveryResult(item.finding_id, final[(item.finding_id, item.format)][0], final[(item.finding_id, item.format)][1], item.format)
             for item in batch

@@ -21,6 +21,14 @@ Contract (see ``connector.sinks.base``): every finding of a batch gets exactly o
 * **A whole request refused as invalid** (``InvalidInputException``, or botocore's own parameter
   validation) is split in halves until the offending finding is alone, so one bad finding does
   not take the other 99 down with it.
+* **Customer-owned fields** — ``Workflow``, ``Note``, ``UserDefinedFields`` and
+  ``VerificationState`` belong to the analyst (``BatchUpdateFindings``); they are never sent, so a
+  redelivery or ``connector replay`` cannot reset them (:func:`provider_document`). The one
+  exception is ``Workflow.Status`` SUPPRESSED chosen by a suppression rule, sent so that a *new*
+  finding is created suppressed: Security Hub ignores ``Workflow`` in ``BatchImportFindings`` once
+  the finding exists (https://docs.aws.amazon.com/securityhub/1.0/APIReference/API_BatchImportFindings.html),
+  so an analyst's later status stands. moto does not: it merges every top-level key of a re-import
+  into the stored finding, so there a re-sent ``Workflow`` would overwrite the analyst's.
 * **Organisation trails** — with the default product ARN the caller must be the finding's
   ``AwsAccountId``. Findings are grouped by (AwsAccountId, Region); an account that is neither
   this process's own (STS GetCallerIdentity) nor in ``securityhub.local_accounts`` is written
@@ -31,10 +39,10 @@ Contract (see ``connector.sinks.base``): every finding of a batch gets exactly o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
@@ -54,7 +62,7 @@ from connector import metrics
 from connector.config import Settings
 from connector.errors import DeliveryError
 from connector.model import DeliveryResult, FindingFormat, Outcome, RenderedFinding
-from connector.retry import Backoff, retry_call
+from connector.retry import Backoff, pause, retry_call
 from connector.sinks.base import register
 from connector.sinks.securityhub.credentials import IAM_ACTIONS as STS_ACTIONS
 from connector.sinks.securityhub.credentials import SessionCache, role_arn_for
@@ -78,6 +86,22 @@ SERVER_CODES = frozenset({"InternalException", "InternalError", "InternalFailure
 RETRYABLE_FAILED_CODES = THROTTLE_CODES | SERVER_CODES
 INVALID_REQUEST_CODES = frozenset({"InvalidInputException", "ValidationException", "SerializationException"})
 CONNECTION_ERRORS = (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError)
+
+
+#: Fields Security Hub customers own and set with BatchUpdateFindings; a provider never sends them.
+CUSTOMER_OWNED = frozenset({"Workflow", "Note", "UserDefinedFields", "VerificationState"})
+
+
+def provider_document(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The finding as this provider may send it: without the customer-owned fields, except a
+    suppression rule's ``Workflow.Status`` SUPPRESSED (which only a new finding takes)."""
+    if not CUSTOMER_OWNED.intersection(document):
+        return document
+    out = {k: v for k, v in document.items() if k not in CUSTOMER_OWNED}
+    workflow = document.get("Workflow")
+    if isinstance(workflow, Mapping) and workflow.get("Status") == "SUPPRESSED":
+        out["Workflow"] = {"Status": "SUPPRESSED"}
+    return out
 
 
 def finding_bytes(document: Mapping[str, Any]) -> int:
@@ -211,7 +235,7 @@ class SecurityHubSink:
             if item.format != "asff" or item.finding_id in seen:
                 continue
             seen.add(item.finding_id)
-            doc = item.document
+            doc = provider_document(item.document)
             size = finding_bytes(doc)
             if size > MAX_FINDING_BYTES:
                 results[item.finding_id] = DeliveryResult(
@@ -272,22 +296,30 @@ class SecurityHubSink:
         for request in chunk(docs, max_count=self.max_findings_per_request, max_bytes=self.max_request_bytes):
             self._import(client, (caller, region), request, results)
 
-    def _call(self, client: Any, key: tuple[str, str], documents: list[Mapping[str, Any]]) -> dict[str, Any]:
-        """One BatchImportFindings request, with a token first and our own retries."""
+    def _call(self, client: Any, key: tuple[str, str], documents: list[Mapping[str, Any]],
+              calls: list[int] | None = None) -> dict[str, Any]:
+        """One BatchImportFindings request, with a token first and our own retries.
+
+        ``calls`` is the request's attempt budget, shared with the rounds of ``_import`` that
+        resend failed findings: in all at most ``backoff.max_attempts`` calls (they nested to
+        8 × 8 = 64 calls for one finding before)."""
+        used = calls if calls is not None else [0]
+        backoff = dataclasses.replace(self.backoff, max_attempts=max(1, self.backoff.max_attempts - used[0]))
 
         def attempt() -> dict[str, Any]:
+            used[0] += 1
             if not self.limiter.acquire(key, self.stop):
                 raise DeliveryError("stopping before the request could be sent")
             response: dict[str, Any] = client.batch_import_findings(Findings=documents)
             return response
 
         def on_retry(number: int, exc: BaseException) -> None:
-            metrics.RETRIES.labels(self.name).inc()
             if is_throttle(exc):
                 metrics.THROTTLES.labels(self.name).inc()
             log.info("securityhub %s/%s attempt %d failed, retrying: %s", key[0], key[1], number, describe(exc))
 
-        return retry_call(attempt, backoff=self.backoff, retryable=is_transient, on_retry=on_retry, stop=self.stop)
+        return retry_call(attempt, backoff=backoff, retryable=is_transient, component=self.name, on_retry=on_retry,
+                          stop=self.stop)
 
     def _import(
         self,
@@ -298,17 +330,14 @@ class SecurityHubSink:
     ) -> None:
         pending = list(request)
         last_error = ""
+        calls = [0]  # one attempt budget for the request's retries and its resend rounds
         for round_number in range(1, self.backoff.max_attempts + 1):
-            if round_number > 1:
-                metrics.RETRIES.labels(self.name).inc()
-                wait = self.backoff.delay(round_number - 1)
-                if self.stop is not None:
-                    if self.stop.wait(wait):
-                        break
-                else:
-                    time.sleep(wait)
+            if calls[0] >= self.backoff.max_attempts:
+                break
+            if round_number > 1 and not pause(self.backoff, round_number - 1, self.name, self.stop):
+                break
             try:
-                answer = self._call(client, key, [doc for _, doc, _ in pending])
+                answer = self._call(client, key, [doc for _, doc, _ in pending], calls)
             except ParamValidationError as exc:
                 self._bisect(client, key, pending, results, f"ParamValidationError: {exc}")
                 return

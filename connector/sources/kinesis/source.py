@@ -138,7 +138,7 @@ class KinesisSource:
                 metrics.THROTTLES.labels("kinesis").inc()
             return hit
 
-        return retry_call(lambda: method(**kwargs), backoff=self._backoff, retryable=throttled)
+        return retry_call(lambda: method(**kwargs), backoff=self._backoff, retryable=throttled, component="kinesis")
 
     def _start(self, state: ShardState) -> dict[str, Any]:
         """Where a shard without a checkpoint is read from; the same answer every time it is asked."""
@@ -207,7 +207,7 @@ class KinesisSource:
                 self._gone(state)
                 return []
             raise
-        metrics.KINESIS_LAG_MS.labels(self.stream, state.shard_id).set(response.get("MillisBehindLatest", 0))
+        metrics.KINESIS_ITERATOR_AGE.labels(self.stream, state.shard_id).set(response.get("MillisBehindLatest", 0) / 1000)
         state.iterator = response.get("NextShardIterator")
         records = response.get("Records", [])
         state.at_tip = not records and response.get("MillisBehindLatest", 0) == 0

@@ -1,0 +1,1 @@
+"""Enrichment of a deleted resource: lookups declared in the mapping files, blast radius, restore plan."""

@@ -8,6 +8,7 @@ Unknown extra fields are ignored here and kept in ``raw``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -23,19 +24,38 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+#: What may reach a finding id, a console URL, a product ARN or a file path from the record.
+#: ``str.isdigit()`` is not enough: it accepts Arabic-Indic and fullwidth digits.
+_ACCOUNT = re.compile(r"[0-9]{1,12}")
+#: AWS region names (``eu-west-1``, ``us-gov-west-1``, ``us-isob-east-1``); nothing with a slash,
+#: a dot or a newline can be one.
+REGION = re.compile(r"[a-z]{2,5}(?:-[a-z]+){1,3}-[0-9]{1,2}")
+#: CloudTrail event ids are UUIDs; older exporters and tests use other plain tokens. Never a
+#: slash, a dot-dot, whitespace or non-ASCII: the id ends a finding id and a console URL.
+EVENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_:-]{0,127}")
+PARTITION = re.compile(r"aws(?:-[a-z]+){0,2}")
+
+
 def normalize_account(value: Any) -> str | None:
     """A 12-digit account id. Exporters that treat ids as numbers drop leading zeros; restore them."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
     text = _text(value)
-    if text is None or not text.isdigit() or len(text) > 12:
+    if text is None or _ACCOUNT.fullmatch(text) is None:
         return None
     return text.zfill(12)
+
+
+def _shown(value: Any) -> str:
+    """A hostile value in an error message: quoted, one line, bounded."""
+    return repr(value)[:80]
 
 
 def partition_for(region: str, arn: str | None = None) -> str:
     """The AWS partition, from an ARN when there is one, else from the region name."""
     if arn and arn.startswith("arn:"):
         parts = arn.split(":")
-        if len(parts) > 1 and parts[1]:
+        if len(parts) > 1 and PARTITION.fullmatch(parts[1]):  # the ARN is the caller's text
             return parts[1]
     if region.startswith("cn-"):
         return "aws-cn"
@@ -55,10 +75,17 @@ def parse_time(value: Any, *, record_id: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidRecord(f"eventTime {text!r} is not an ISO 8601 time", record_id=record_id) from None
+        raise InvalidRecord(f"eventTime {_shown(text)} is not an ISO 8601 time", record_id=record_id) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        # 9999-12-31T23:59:59-05:00 is a valid time whose UTC is past year 9999; the epoch
+        # milliseconds of OCSF need it representable too.
+        utc = parsed.astimezone(UTC)
+        utc.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise InvalidRecord(f"eventTime {_shown(text)} is outside the representable range", record_id=record_id) from None
+    return utc
 
 
 def _section(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -98,19 +125,31 @@ def parse_event(record: Mapping[str, Any], *, origin: str = "") -> CloudTrailEve
     """Turn one record of a selected event into a ``CloudTrailEvent`` or raise ``InvalidRecord``."""
     if not isinstance(record, Mapping):
         raise InvalidRecord("a CloudTrail record must be a JSON object", record_id=origin or None)
-    event_id = _text(record.get("eventID"))
-    record_id = event_id or origin or "(no eventID)"
+    raw_id = record.get("eventID")
+    event_id = _text(raw_id) if isinstance(raw_id, str) else None
     if event_id is None:
-        raise InvalidRecord("eventID is missing: the finding id cannot be derived", record_id=record_id)
-    name = _text(record.get("eventName"))
-    source = _text(record.get("eventSource"))
-    if name is None or source is None:
+        raise InvalidRecord("eventID is missing: the finding id cannot be derived", record_id=origin or "(no eventID)")
+    if EVENT_ID.fullmatch(event_id) is None:  # the record is then named by where it was found
+        raise InvalidRecord(f"eventID {_shown(event_id)} is not a CloudTrail event id", record_id=origin or "(bad eventID)")
+    record_id = event_id
+    name = record.get("eventName")
+    source = record.get("eventSource")
+    if not isinstance(name, str) or not isinstance(source, str) or not name.strip() or not source.strip():
         raise InvalidRecord("eventName or eventSource is missing", record_id=record_id)
+    name, source = name.strip(), source.strip()
     region = _text(record.get("awsRegion"))
     if region is None:
         raise InvalidRecord("awsRegion is missing", record_id=record_id)
+    if REGION.fullmatch(region) is None:
+        raise InvalidRecord(f"awsRegion {_shown(region)} is not an AWS region name", record_id=record_id)
     identity = parse_identity(record.get("userIdentity"))
-    account = normalize_account(record.get("recipientAccountId")) or identity.account_id
+    recipient = record.get("recipientAccountId")
+    account = normalize_account(recipient)
+    if recipient is not None and recipient != "" and account is None:
+        # Never fall back to the caller's account here: a cross-account record would be filed
+        # under the wrong account.
+        raise InvalidRecord(f"recipientAccountId {_shown(recipient)} is not a 12-digit account id", record_id=record_id)
+    account = account or identity.account_id
     if account is None:
         raise InvalidRecord(
             "no 12-digit account id in recipientAccountId or userIdentity.accountId", record_id=record_id

@@ -367,6 +367,8 @@ class Decoder:
                 yield event
             elif isinstance(event, dict):
                 yield from self._text(event.get("message"), where, level)
+            else:
+                yield self._fail(DecodeError("CloudWatch Logs log event is not an object", record_id=where), b"", where)
         if len(events) > parsed_count:
             yield Skipped(len(events) - parsed_count)
 
@@ -508,7 +510,7 @@ class Decoder:
             return
         if isinstance(bucket, _Malformed) or isinstance(key, _Malformed):
             part = bucket if isinstance(bucket, _Malformed) else key
-            yield self._fail(DecodeError(f"S3 reference: {part.path} is not an object", record_id=origin), b"", origin)  # type: ignore[union-attr]
+            yield self._fail(DecodeError(f"S3 reference: {part.path} is not an object", record_id=origin), b"", origin)
             return
         if not isinstance(bucket, str) or not isinstance(key, str):
             yield self._fail(DecodeError("S3 reference whose bucket or key is not a string", record_id=origin), b"", origin)

@@ -98,6 +98,15 @@ def _corpus_present() -> Iterator[None]:
     print(f"\nfuzzing: {total} generated inputs ({dict(INPUTS)})")
 
 
+@pytest.fixture(autouse=True)
+def _count_per_property(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With ``-s``, each property's count as it ends (a long run cut short still reports)."""
+    before = sum(INPUTS.values())
+    yield
+    if sum(INPUTS.values()) > before:
+        print(f"\n{request.node.name}: {sum(INPUTS.values()) - before} inputs", flush=True)
+
+
 # -- hostile values -------------------------------------------------------------------------------
 HOSTILE_STRINGS = [
     "../../etc", "../../etc/passwd", "us-east-1/../../x", "a/b", "a\nb", "a\r\nb", "\x00", "", " ", "\t",

@@ -388,6 +388,14 @@ class Decoder:
         except _JSON_ERRORS as exc:
             if isinstance(exc, RecursionError) or "recursion" in str(exc).lower():
                 return self._fail(LimitExceeded("JSON nested deeper than the parser allows; rejected", record_id=origin), data, origin)
+            if orjson is not None and len(data) <= ORJSON_MAX_BYTES:
+                # orjson (and msgspec, which split the log file) refuse a lone surrogate escape
+                # ("\ud800") or NaN anywhere in a document; the standard parser reads them, so
+                # one such value costs its own record (a letter later), not the whole log file.
+                try:
+                    return json.loads(data)
+                except (ValueError, RecursionError):
+                    pass
             return self._fail(DecodeError(f"invalid JSON: {str(exc)[:200]}", record_id=origin), data, origin)
 
     def _text(self, text: Any, origin: str, level: int) -> Iterator[Item]:

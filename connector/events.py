@@ -4,6 +4,11 @@ This is where CloudTrail's loose shapes are pinned down once: eventVersion 1.0 t
 ``requestParameters`` null or missing on failed calls, identities without an ARN (AWS services),
 ``sourceIPAddress``/``userAgent`` absent, and account ids that lost their leading zeros.
 Unknown extra fields are ignored here and kept in ``raw``.
+
+The values that end up in finding ids, console URLs, product ARNs and sink paths (``eventID``,
+``awsRegion``, ``recipientAccountId``, the ARN's partition) are the caller's text: a record whose
+value is not of the strict AWS form is ``InvalidRecord`` (dead-lettered with the reason), never
+passed on; a partition that is not one is derived from the region instead.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ duplicated) and then wrapped in the envelopes the decoder accepts, nested in any
 properties:
 
 - ``Decoder.decode`` and ``FindingFactory.render`` raise nothing but the project's own errors;
-- ``Pipeline.handle`` never raises; every message is done (the sink never fails here); a target
+- ``Pipeline.handle`` never raises; every message is done, or released only when the sink is
+  down (a sink double that holds everything, or is down for a whole batch); a target
   record ends as a finding or a dead letter with a stage and a reason, and that letter is a
   ``ConnectorError`` of a named stage, not an "unexpected" exception the pipeline had to catch;
 - good neighbour records in the same message are still delivered.
@@ -294,14 +295,17 @@ class RecordingSink:
     formats: ClassVar[tuple[str, ...]] = ("asff", "ocsf")
     iam_actions: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self) -> None:
+    def __init__(self, *, down: bool = False) -> None:
         self.held: dict[tuple[str, str], RenderedFinding] = {}
+        self.down = down
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RecordingSink:
         return cls()
 
     def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]:
+        if self.down:
+            raise ConnectionError("sink is down")
         for item in batch:
             json.dumps(item.document, allow_nan=False)  # what a real sink sends must be strict JSON
             self.held[(item.finding_id, item.format)] = item
@@ -314,8 +318,8 @@ class RecordingSink:
         pass
 
 
-def run_pipeline(messages: Sequence[SourceMessage]) -> tuple[Any, RecordingSink, list[dict[str, Any]]]:
-    sink = RecordingSink()
+def run_pipeline(messages: Sequence[SourceMessage], *, down: bool = False) -> tuple[Any, RecordingSink, list[dict[str, Any]]]:
+    sink = RecordingSink(down=down)
     with tempfile.TemporaryDirectory() as tmp:
         letters = FileDeadLetters(f"file://{tmp}/dlq")
         pipeline = Pipeline(factory=FACTORY, decoder=Decoder(LimitSettings(), prefilter=SELECTOR.pattern),
@@ -400,8 +404,8 @@ def test_a_mutated_record_is_a_finding_or_a_letter_and_its_neighbours_are_delive
     own = events - {"neighbour-left", "neighbour-right", "other-message"}
     if _selected(victim):
         assert own or stored, f"a target record vanished: {victim!r:.300}"
-    if stored:
-        assert all(letter["source"].startswith("sqs") or letter["source"] for letter in stored)
+    for letter in stored:  # only the mutated record can owe one, and it names its message
+        assert letter["source"] == "sqs:victim" and letter["record_id"], letter
 
 
 @FUZZ
@@ -413,9 +417,17 @@ def test_a_mutated_envelope_never_fails_the_batch(data: st.DataObject) -> None:
     alone = make_record(data.draw(NEIGHBOUR_EVENTS), event_id="other-message")
     messages = [SourceMessage(id="fuzzed", body=body, source="kinesis"),
                 SourceMessage(id="other", body=_dumps(alone), source="kinesis")]
-    result, sink, stored = run_pipeline(messages)
-    assert_settled(result, messages, stored)
-    assert "other-message" in {item.finding.event.event_id for item in sink.held.values()}
+    down = data.draw(st.booleans())
+    result, sink, stored = run_pipeline(messages, down=down)
+    if not down:
+        assert_settled(result, messages, stored)
+        assert "other-message" in {item.finding.event.event_id for item in sink.held.values()}
+        return
+    # the sink is down: a message is released only for that, and the healthy one with it
+    assert {m.id for m in result.done} | {m.id for m in result.retry} == {"fuzzed", "other"}
+    assert "other" in {m.id for m in result.retry}
+    assert all("sink is down" in result.reasons[m.id] for m in result.retry), result.reasons
+    assert all(letter["error_type"] in OWN_ERRORS for letter in stored)
 
 
 # -- attacker-influenced values: dead-lettered before they reach ids, URLs or paths ------------------

@@ -83,6 +83,29 @@ STREAM_CHUNK = 1 << 20
 #: Inflated bytes per window when a log file is split as it streams.
 STREAM_WINDOW = 4 << 20
 _BRACKETS = re.compile(rb"[\[\]{}]")
+#: S3 bucket names (the rules, plus legacy us-east-1 names with capitals and underscores): what
+#: may be asked of S3 at all. ``../../etc`` makes botocore raise before any request is sent.
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
+_S3_KEY_MAX_BYTES = 1024
+
+
+class _Malformed:
+    """An envelope member that should be an object is something else (``"Sns": 5``)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+def _dig(value: Any, *keys: str) -> Any:
+    """``value[k1][k2]...`` of a parsed envelope: None when a member is absent, ``_Malformed`` when
+    a step that must be an object is not one, so the part gets a letter instead of a crash."""
+    for depth, key in enumerate(keys):
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            return _Malformed(".".join(keys[:depth]) or "entry")
+        value = value.get(key)
+    return value
 
 
 def _looks_like_lines(data: Buffer) -> bool:
@@ -350,6 +373,8 @@ class Decoder:
                 yield event
             elif isinstance(event, dict):
                 yield from self._text(event.get("message"), where, level)
+            else:
+                yield self._fail(DecodeError("CloudWatch Logs log event is not an object", record_id=where), b"", where)
         if len(events) > parsed_count:
             yield Skipped(len(events) - parsed_count)
 
@@ -369,9 +394,20 @@ class Decoder:
         except _JSON_ERRORS as exc:
             if isinstance(exc, RecursionError) or "recursion" in str(exc).lower():
                 return self._fail(LimitExceeded("JSON nested deeper than the parser allows; rejected", record_id=origin), data, origin)
+            if orjson is not None and len(data) <= ORJSON_MAX_BYTES:
+                # orjson (and msgspec, which split the log file) refuse a lone surrogate escape
+                # ("\ud800") or NaN anywhere in a document; the standard parser reads them, so
+                # one such value costs its own record (a letter later), not the whole log file.
+                try:
+                    return json.loads(data)
+                except (ValueError, RecursionError):
+                    pass
             return self._fail(DecodeError(f"invalid JSON: {str(exc)[:200]}", record_id=origin), data, origin)
 
     def _text(self, text: Any, origin: str, level: int) -> Iterator[Item]:
+        if isinstance(text, _Malformed):
+            yield self._fail(DecodeError(f"envelope member {text.path} is not an object", record_id=origin), b"", origin)
+            return
         if not isinstance(text, str):
             if isinstance(text, (dict, list)):
                 yield from self._value(text, origin, level)
@@ -383,6 +419,9 @@ class Decoder:
         yield from self._bytes(data, origin, level)
 
     def _b64(self, text: Any, origin: str, level: int) -> Iterator[Item]:
+        if isinstance(text, _Malformed):
+            yield self._fail(DecodeError(f"envelope member {text.path} is not an object", record_id=origin), b"", origin)
+            return
         try:
             data = base64.b64decode(str(text), validate=True)
         except (binascii.Error, ValueError) as exc:
@@ -420,17 +459,20 @@ class Decoder:
             yield from self._value(obj["detail"], origin + ">eventbridge", level)
             return
         if detail_type == "Object Created" and obj.get("source") == "aws.s3":
-            detail = obj.get("detail") or {}
-            bucket = (detail.get("bucket") or {}).get("name")
-            key = (detail.get("object") or {}).get("key")
+            bucket = _dig(obj, "detail", "bucket", "name")
+            key = _dig(obj, "detail", "object", "key")
             yield from self._s3(bucket, key, origin, level, quoted=False)
             return
         message_type = obj.get("messageType")
         if message_type == "CONTROL_MESSAGE":
             return
         if message_type == "DATA_MESSAGE":
-            for index, event in enumerate(obj.get("logEvents") or []):
-                yield from self._text((event or {}).get("message"), f"{origin}>cwl#{index}", level)
+            events = obj.get("logEvents") or []
+            if not isinstance(events, list):
+                yield self._fail(DecodeError("CloudWatch Logs payload: logEvents is not a list", record_id=origin), b"", origin)
+                return
+            for index, event in enumerate(events):
+                yield from self._text(_dig(event, "message"), f"{origin}>cwl#{index}", level)
             return
         if obj.get("Type") == "Notification" and "Message" in obj:
             yield from self._text(obj["Message"], origin + ">sns", level)
@@ -445,11 +487,11 @@ class Decoder:
             return
         if isinstance(obj.get("Messages"), list):  # a boto3 ReceiveMessage response
             for index, message in enumerate(obj["Messages"]):
-                yield from self._text((message or {}).get("Body"), f"{origin}>sqs#{index}", level)
+                yield from self._text(_dig(message, "Body"), f"{origin}>sqs#{index}", level)
             return
         if isinstance(obj.get("records"), list) and "invocationId" in obj:  # Firehose transformation
             for index, record in enumerate(obj["records"]):
-                yield from self._b64((record or {}).get("data"), f"{origin}>firehose#{index}", level)
+                yield from self._b64(_dig(record, "data"), f"{origin}>firehose#{index}", level)
             return
         if isinstance(obj.get("awslogs"), dict):  # CloudWatch Logs → Lambda
             yield from self._b64(obj["awslogs"].get("data"), origin + ">awslogs", level)
@@ -467,12 +509,12 @@ class Decoder:
         if source == "aws:sqs":
             yield from self._text(item.get("body"), origin + ">sqs", level)
         elif source == "aws:kinesis":
-            yield from self._b64((item.get("kinesis") or {}).get("data"), origin + ">kinesis", level)
+            yield from self._b64(_dig(item, "kinesis", "data"), origin + ">kinesis", level)
         elif source == "aws:sns":
-            yield from self._text((item.get("Sns") or {}).get("Message"), origin + ">sns", level)
+            yield from self._text(_dig(item, "Sns", "Message"), origin + ">sns", level)
         elif source == "aws:s3":
-            s3 = item.get("s3") or {}
-            yield from self._s3((s3.get("bucket") or {}).get("name"), (s3.get("object") or {}).get("key"), origin, level, quoted=True)
+            bucket, key = _dig(item, "s3", "bucket", "name"), _dig(item, "s3", "object", "key")
+            yield from self._s3(bucket, key, origin, level, quoted=True)
         else:
             yield from self._object(item, origin, level)
 
@@ -480,7 +522,24 @@ class Decoder:
         if not bucket or not key:
             yield self._fail(DecodeError("S3 reference without bucket or key", record_id=origin), b"", origin)
             return
-        key = unquote_plus(str(key)) if quoted else str(key)
+        if isinstance(bucket, _Malformed) or isinstance(key, _Malformed):
+            part = bucket if isinstance(bucket, _Malformed) else key
+            yield self._fail(DecodeError(f"S3 reference: {part.path} is not an object", record_id=origin), b"", origin)
+            return
+        if not isinstance(bucket, str) or not isinstance(key, str):
+            yield self._fail(DecodeError("S3 reference whose bucket or key is not a string", record_id=origin), b"", origin)
+            return
+        key = unquote_plus(key) if quoted else key
+        if _BUCKET.fullmatch(bucket) is None or ".." in bucket:
+            yield self._fail(DecodeError(f"S3 reference to {bucket[:80]!r}: not a bucket name", record_id=origin), b"", origin)
+            return
+        try:
+            too_long = len(key.encode("utf-8")) > _S3_KEY_MAX_BYTES
+        except UnicodeEncodeError:  # a lone surrogate from a JSON escape: no S3 key can hold it
+            too_long = True
+        if too_long:
+            yield self._fail(DecodeError(f"S3 reference to s3://{bucket}/{key[:80]!r}: not an S3 key", record_id=origin), b"", origin)
+            return
         # Checked before anything is fetched: the reason names the object, the letter holds none of it.
         refusal = location_problem(bucket, key) if self.s3_trust is None else self.s3_trust.refusal(bucket, key)
         if refusal is not None:

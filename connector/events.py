@@ -4,10 +4,16 @@ This is where CloudTrail's loose shapes are pinned down once: eventVersion 1.0 t
 ``requestParameters`` null or missing on failed calls, identities without an ARN (AWS services),
 ``sourceIPAddress``/``userAgent`` absent, and account ids that lost their leading zeros.
 Unknown extra fields are ignored here and kept in ``raw``.
+
+The values that end up in finding ids, console URLs, product ARNs and sink paths (``eventID``,
+``awsRegion``, ``recipientAccountId``, the ARN's partition) are the caller's text: a record whose
+value is not of the strict AWS form is ``InvalidRecord`` (dead-lettered with the reason), never
+passed on; a partition that is not one is derived from the region instead.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -24,12 +30,24 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+#: What may reach a finding id, a console URL, a product ARN or a file path from the record.
+#: ``str.isdigit()`` is not enough: it accepts Arabic-Indic and fullwidth digits.
+_ACCOUNT = re.compile(r"[0-9]{1,12}")
+
+
 def normalize_account(value: Any) -> str | None:
     """A 12-digit account id. Exporters that treat ids as numbers drop leading zeros; restore them."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None
     text = _text(value)
-    if text is None or not text.isdigit() or len(text) > 12:
+    if text is None or _ACCOUNT.fullmatch(text) is None:
         return None
     return text.zfill(12)
+
+
+def _shown(value: Any) -> str:
+    """A hostile value in an error message: quoted, one line, bounded."""
+    return repr(value)[:80]
 
 
 def partition_for(region: str, arn: str | None = None) -> str:
@@ -56,10 +74,17 @@ def parse_time(value: Any, *, record_id: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise InvalidRecord(f"eventTime {text!r} is not an ISO 8601 time", record_id=record_id) from None
+        raise InvalidRecord(f"eventTime {_shown(text)} is not an ISO 8601 time", record_id=record_id) from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        # 9999-12-31T23:59:59-05:00 is a valid time whose UTC is past year 9999; the epoch
+        # milliseconds of OCSF need it representable too.
+        utc = parsed.astimezone(UTC)
+        utc.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise InvalidRecord(f"eventTime {_shown(text)} is outside the representable range", record_id=record_id) from None
+    return utc
 
 
 def _section(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -99,18 +124,20 @@ def parse_event(record: Mapping[str, Any], *, origin: str = "") -> CloudTrailEve
     """Turn one record of a selected event into a ``CloudTrailEvent`` or raise ``InvalidRecord``."""
     if not isinstance(record, Mapping):
         raise InvalidRecord("a CloudTrail record must be a JSON object", record_id=origin or None)
-    event_id = _text(record.get("eventID"))
-    record_id = event_id or origin or "(no eventID)"
+    raw_id = record.get("eventID")
+    event_id = _text(raw_id) if isinstance(raw_id, str) else None
     if event_id is None:
-        raise InvalidRecord("eventID is missing: the finding id cannot be derived", record_id=record_id)
+        raise InvalidRecord("eventID is missing: the finding id cannot be derived", record_id=origin or "(no eventID)")
     # Region and eventID become the finding id, the Security Hub endpoint and the OpenSearch _id.
     problem = event_id_problem(event_id)
     if problem:
         raise InvalidRecord(problem, record_id=origin or "(invalid eventID)")
-    name = _text(record.get("eventName"))
-    source = _text(record.get("eventSource"))
-    if name is None or source is None:
+    record_id = event_id
+    name = record.get("eventName")
+    source = record.get("eventSource")
+    if not isinstance(name, str) or not isinstance(source, str) or not name.strip() or not source.strip():
         raise InvalidRecord("eventName or eventSource is missing", record_id=record_id)
+    name, source = name.strip(), source.strip()
     region = _text(record.get("awsRegion"))
     if region is None:
         raise InvalidRecord("awsRegion is missing", record_id=record_id)
@@ -118,7 +145,13 @@ def parse_event(record: Mapping[str, Any], *, origin: str = "") -> CloudTrailEve
     if problem:
         raise InvalidRecord(problem, record_id=record_id)
     identity = parse_identity(record.get("userIdentity"))
-    account = normalize_account(record.get("recipientAccountId")) or identity.account_id
+    recipient = record.get("recipientAccountId")
+    account = normalize_account(recipient)
+    if recipient is not None and recipient != "" and account is None:
+        # Never fall back to the caller's account here: a cross-account record would be filed
+        # under the wrong account.
+        raise InvalidRecord(f"recipientAccountId {_shown(recipient)} is not a 12-digit account id", record_id=record_id)
+    account = account or identity.account_id
     if account is None:
         raise InvalidRecord(
             "no 12-digit account id in recipientAccountId or userIdentity.accountId", record_id=record_id

@@ -36,7 +36,9 @@ class Selector:
         self.pattern = re.compile(b"|".join(re.escape(name.encode()) for name in sorted(self.event_names)))
 
     def matches(self, record: Mapping[str, Any]) -> bool:
-        if record.get("eventSource") != self.event_source or record.get("eventName") not in self.event_names:
+        name = record.get("eventName")
+        # A name that is not a string (a list, an object) is no event of ours, and unhashable.
+        if record.get("eventSource") != self.event_source or not isinstance(name, str) or name not in self.event_names:
             return False
         if self.since or self.until:  # replay windows (connector replay --since/--until)
             when = str(record.get("eventTime") or "")

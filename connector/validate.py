@@ -125,6 +125,16 @@ def _size(document: Mapping[str, Any]) -> int:
     return len(orjson.dumps(document, default=str))
 
 
+def _encoding_errors(document: Mapping[str, Any]) -> tuple[list[str], int]:
+    """A document every sink can send is UTF-8 JSON: a lone surrogate (``"\\ud800"`` read by the
+    standard library's parser, which large log files go through) is not, and would fail the
+    sink's encoder instead of this record. Returns (errors, size in bytes)."""
+    try:
+        return [], _size(document)
+    except orjson.JSONEncodeError as exc:
+        return [f"not encodable as UTF-8 JSON: {exc}"], 0
+
+
 def asff_errors(document: Mapping[str, Any]) -> list[str]:
     errors: list[str] = []
     try:
@@ -144,7 +154,8 @@ def asff_errors(document: Mapping[str, Any]) -> list[str]:
         errors.append(f"Remediation.Recommendation.Text: {len(text)} characters > 512")
     if len(document.get("ProductFields", {})) > 50:
         errors.append("ProductFields: more than 50 pairs")
-    size = _size(document)
+    encoding, size = _encoding_errors(document)
+    errors += encoding
     if size > ASFF_MAX_BYTES:
         errors.append(f"finding is {size} bytes > 240 KB")
     return errors
@@ -156,6 +167,9 @@ def ocsf_errors(document: Mapping[str, Any]) -> list[str]:
         fast_ok = True
     except fastjsonschema.JsonSchemaException:
         fast_ok = False
+    encoding, _ = _encoding_errors(document)
+    if encoding:
+        return encoding
     if fast_ok and document.get("type_uid") == document.get("class_uid", 0) * 100 + document.get("activity_id", 0):
         return []
     errors = sorted(_ocsf_validator().iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))

@@ -18,13 +18,12 @@ from connector.correlate.teardown import Member, Teardown
 from connector.model import Finding
 from connector.render.asff import COMPANY_NAME, PRODUCT_NAME, SCHEMA_VERSION, default_product_arn
 from connector.render.ocsf import (
-    CATEGORY_UID,
     CLASS_UID,
     OCSF_VERSION,
     PRODUCT,
     PROFILES,
     SEVERITY_CAPTIONS,
-    STATUS_NEW,
+    class_header,
 )
 
 MAX_RELATED = 10
@@ -114,20 +113,7 @@ def render_ocsf(teardown: Teardown, finding: Finding, *, updated_at: datetime) -
         for a in finding.attacks
     ]
     return {
-        "activity_id": ACTIVITY_CREATE,
-        "activity_name": "Create",
-        "category_uid": CATEGORY_UID,
-        "category_name": "Findings",
-        "class_uid": CLASS_UID,
-        "class_name": "Detection Finding",
-        "type_uid": CLASS_UID * 100 + ACTIVITY_CREATE,
-        "type_name": "Detection Finding: Create",
-        "severity_id": severity_id,
-        "severity": SEVERITY_CAPTIONS[severity_id],
-        "status_id": STATUS_NEW,
-        "status": "New",
-        "time": first,
-        "timezone_offset": 0,
+        **class_header(severity_id, first),
         "message": finding.title,
         "is_alert": True,
         "confidence_id": 2,

@@ -192,6 +192,26 @@ def _triage(triage: TriageResult) -> dict[str, Any]:
     return out
 
 
+def class_header(severity_id: int, time_ms: int) -> dict[str, Any]:
+    """The Detection Finding (2004) "Create" header every finding of ours opens with, new."""
+    return {
+        "activity_id": ACTIVITY_CREATE,
+        "activity_name": "Create",
+        "category_uid": CATEGORY_UID,
+        "category_name": "Findings",
+        "class_uid": CLASS_UID,
+        "class_name": "Detection Finding",
+        "type_uid": CLASS_UID * 100 + ACTIVITY_CREATE,
+        "type_name": "Detection Finding: Create",
+        "severity_id": severity_id,
+        "severity": SEVERITY_CAPTIONS[severity_id],
+        "status_id": STATUS_NEW,
+        "status": "New",
+        "time": time_ms,
+        "timezone_offset": 0,
+    }
+
+
 def render_ocsf(finding: Finding, *, updated_at: datetime | None = None, triage: TriageResult | None = None) -> dict[str, Any]:
     """``triage``: written to ``unmapped.triage``; a suppressed finding has ``status_id`` 3 Suppressed."""
     event = finding.event
@@ -205,20 +225,7 @@ def render_ocsf(finding: Finding, *, updated_at: datetime | None = None, triage:
     if event.user_agent:
         evidence["http_request"] = {"user_agent": event.user_agent}
     document: dict[str, Any] = {
-        "activity_id": ACTIVITY_CREATE,
-        "activity_name": "Create",
-        "category_uid": CATEGORY_UID,
-        "category_name": "Findings",
-        "class_uid": CLASS_UID,
-        "class_name": "Detection Finding",
-        "type_uid": CLASS_UID * 100 + ACTIVITY_CREATE,
-        "type_name": "Detection Finding: Create",
-        "severity_id": severity_id,
-        "severity": SEVERITY_CAPTIONS[severity_id],
-        "status_id": STATUS_NEW,
-        "status": "New",
-        "time": when,
-        "timezone_offset": 0,
+        **class_header(severity_id, when),
         "message": finding.title,
         # A detection worth an analyst's attention; CloudTrail is the authoritative record of the call.
         "is_alert": True,

@@ -282,7 +282,7 @@ def exercise_everything(tmp_path: Path, recorder: CallRecorder, monkeypatch: pyt
     import boto3
 
     from connector import cli
-    from connector.build import build_pipeline, build_runner
+    from connector.build import build_pipeline, build_runner, build_stages
     from connector.config import load_settings
     from connector.deadletters import open_dead_letters
     from connector.model import DeadLetter
@@ -318,6 +318,9 @@ def exercise_everything(tmp_path: Path, recorder: CallRecorder, monkeypatch: pyt
         "CONNECTOR_SECURITYHUB_ASSUME_ROLE_ARN_TEMPLATE": "arn:{partition}:iam::{account}:role/SecurityHubFindingsImporter",
         "CONNECTOR_KINESIS_STREAM_NAME": stream, "CONNECTOR_KINESIS_CHECKPOINT_TABLE": f"cp-{tag}",
         "CONNECTOR_KINESIS_IDLE_SLEEP_SECONDS": "0.1",
+        # Enrichment reads the deleted resource (EC2 describes, AWS Config history); on moto the
+        # lookups find nothing, but the calls are made, and the policy must grant exactly them.
+        "CONNECTOR_ENRICHMENT_ENABLED": "true",
     }
     try:
         boto3.client("securityhub").enable_security_hub()
@@ -347,6 +350,23 @@ def exercise_everything(tmp_path: Path, recorder: CallRecorder, monkeypatch: pyt
     assert cli.main(["replay", f"s3://{bucket}/AWSLogs/", "--state", str(state)]) == 0
     for letters in (dlq, f"s3://{dl_bucket}/dead"):
         cli.main(["redrive", letters])
+    # Each event's enrichment against real resources (the run above found none to describe).
+    from tests.support import network
+
+    recorder.recording = False
+    ec2 = boto3.client("ec2", region_name=network.REGION)
+    scenarios = [make(ec2) for make in (network.nat_gateway, network.network_acl_entry, network.peering,
+                                        network.network_interface, network.internet_gateway)]
+    # The VPC's main route table routes through the gateway too: the blast radius then lists the
+    # subnets that use the main table implicitly (DescribeSubnets).
+    nat = scenarios[0].ids
+    main = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [nat["vpc"]]},
+                                              {"Name": "association.main", "Values": ["true"]}])["RouteTables"][0]
+    ec2.create_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat["nat"])
+    recorder.recording = True
+    stages = build_stages(load_settings(environ={**env, "CONNECTOR_SOURCE": "sqs"}))
+    for scenario in scenarios:
+        stages.factory.render(scenario.record)
     recorder.recording = False
 
 
@@ -376,6 +396,13 @@ def statements(path: Path, name: str) -> list[dict[str, Any]]:
     return out
 
 
+ENRICHMENT_READS = frozenset({
+    "ec2:DescribeNatGateways", "ec2:DescribeNetworkAcls", "ec2:DescribeVpcPeeringConnections",
+    "ec2:DescribeRouteTables", "ec2:DescribeSubnets", "ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeAddresses", "ec2:DescribeInternetGateways", "config:GetResourceConfigHistory",
+})
+
+
 def test_iam_resources_and_conditions_are_narrowed() -> None:
     policy = statements(DEPLOY / "cloudformation" / "iam-policy.yaml", "ConnectorPolicy")
     by_action = {a: s for s in policy for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
@@ -384,11 +411,14 @@ def test_iam_resources_and_conditions_are_narrowed() -> None:
     assert "!If" not in json.dumps(assume) and "UseOrganisationImport" in (DEPLOY / "cloudformation" / "iam-policy.yaml").read_text()
     assert ":product/${AWS::AccountId}/default" in json.dumps(by_action["securityhub:BatchImportFindings"]["Resource"])
     assert by_action["securityhub:DescribeHub"]["Resource"] == {"Sub": "arn:${AWS::Partition}:securityhub:*:${AWS::AccountId}:hub/default"}
-    # Only actions without resource-level permissions may have Resource "*".
-    assert {a for a, s in by_action.items() if s["Resource"] == "*"} == {"sts:GetCallerIdentity"}
+    # Only actions without resource-level permissions may have Resource "*": the caller identity
+    # and the enrichment's reads (EC2 Describe* and AWS Config history support none).
+    unscoped = {"sts:GetCallerIdentity", *ENRICHMENT_READS}
+    assert {a for a, s in by_action.items() if s["Resource"] == "*"} <= unscoped
+    assert "sts:GetCallerIdentity" in {a for a, s in by_action.items() if s["Resource"] == "*"}
     sam = cfn(DEPLOY / "sam" / "template.yaml")["Resources"]["ConnectorFunction"]["Properties"]["Policies"][0]["Statement"]
     sam = [s["If"][1] if "If" in s else s for s in sam]
-    assert {a for s in sam if s["Resource"] == "*" for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])} == {"sts:GetCallerIdentity"}
+    assert {a for s in sam if s["Resource"] == "*" for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])} <= unscoped
 
 
 def test_queues_dead_letter_queue_and_stream_survive_stack_deletion() -> None:

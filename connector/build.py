@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 from connector.config import Settings
 from connector.deadletters import DeadLetterSink, open_dead_letters
 from connector.envelopes import Decoder
+from connector.errors import ConfigError
 from connector.factory import FindingFactory
 from connector.pipeline import Pipeline
+from connector.render.links import DashboardsLink
 from connector.select import Selector
 from connector.sinks import Sink, sink_class
 from connector.sources import Source, source_class
@@ -75,11 +77,20 @@ def build_stages(
     factory = FindingFactory.load(mappings_dir or settings.mappings_dir or None, settings.securityhub.product_arn,
                                   triage_rules=triage_rules if triage_rules is not None else settings.triage.rules_file,
                                   sightings=first_seen if first_seen is not None else sightings(settings),
-                                  enricher=build_enricher(settings))
+                                  enricher=build_enricher(settings), dashboards_link=dashboards_link(settings))
     selector = Selector(factory.event_names, since=since, until=until)
     trust = S3Trust.parse(settings.s3.trail_buckets).with_locations(trusted_locations)
     decoder = Decoder(settings.limits, s3_client=s3, prefilter=selector.pattern if prefilter else None, s3_trust=trust)
     return Stages(factory, decoder, selector)
+
+
+def dashboards_link(settings: Settings) -> DashboardsLink | None:
+    """``securityhub.recommendation_dashboards_url`` checked (https, a plain host), or None when off."""
+    try:
+        return DashboardsLink.from_setting(settings.securityhub.recommendation_dashboards_url,
+                                           settings.opensearch.index_prefix)
+    except ValueError as exc:
+        raise ConfigError(f"setting securityhub.recommendation_dashboards_url: {exc}") from None
 
 
 def sightings(settings: Settings) -> SightingStore:

@@ -92,6 +92,9 @@ class SecurityHubSettings:
     external_id: str = ""
     #: Accounts whose findings are imported with this process's own credentials.
     local_accounts: tuple[str, ...] = ()
+    #: The SOC's OpenSearch Dashboards (https): when set, ``Remediation.Recommendation.Url`` opens
+    #: the finding's OCSF document (its full runbook) there instead of the documentation. Off: "".
+    recommendation_dashboards_url: str = _setting("", pattern="^($|https://)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from connector.validate import validate
 
 if TYPE_CHECKING:
     from connector.enrich.engine import Enricher
+    from connector.render.links import DashboardsLink
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +42,19 @@ class FindingFactory:
     triage: Triage | None = None
     #: Reads the removed resource and the blast radius (connector/enrich/); None = off.
     enricher: Enricher | None = None
+    #: Points ASFF ``Recommendation.Url`` at the finding in the SOC's Dashboards; None = the docs.
+    dashboards_link: DashboardsLink | None = None
 
     @classmethod
     def load(cls, mappings_dir: str | None = None, product_arn_template: str = "",
              clock: Callable[[], datetime] | None = None, *, triage_rules: str = "",
-             sightings: SightingStore | None = None, enricher: Enricher | None = None) -> FindingFactory:
+             sightings: SightingStore | None = None, enricher: Enricher | None = None,
+             dashboards_link: DashboardsLink | None = None) -> FindingFactory:
         """``triage_rules`` as the ``triage.rules_file`` setting: "" the shipped file, "none" off."""
         mappings = load_mappings(mappings_dir or None)
         clock = clock or (lambda: datetime.now(UTC))
         return cls(mappings, product_arn_template, clock, load_triage(triage_rules, store=sightings, clock=clock),
-                   enricher)
+                   enricher, dashboards_link)
 
     @property
     def event_names(self) -> tuple[str, ...]:
@@ -90,7 +94,8 @@ class FindingFactory:
         )
         updated_at = max(self.clock(), event.event_time)
         documents = {
-            "asff": render_asff(finding, product_arn=product_arn, updated_at=updated_at, triage=triage),
+            "asff": render_asff(finding, product_arn=product_arn, updated_at=updated_at, triage=triage,
+                                recommendation_url=self.dashboards_link.url(finding) if self.dashboards_link else None),
             "ocsf": render_ocsf(finding, updated_at=updated_at, triage=triage),
         }
         rendered = []

@@ -208,14 +208,19 @@ def _resources(finding: Finding) -> list[dict[str, Any]]:
 
 
 def render_asff(finding: Finding, *, product_arn: str | None = None, updated_at: datetime | None = None,
-                triage: TriageResult | None = None) -> dict[str, Any]:
+                triage: TriageResult | None = None, recommendation_url: str | None = None) -> dict[str, Any]:
     """``updated_at``: when this version was made (defaults to the event time, for pure rendering).
     ``triage``: the rules that moved the severity or suppressed the finding (``ProductFields``
-    ``connector/triage/*``; a suppressed finding is created with ``Workflow.Status`` SUPPRESSED)."""
+    ``connector/triage/*``; a suppressed finding is created with ``Workflow.Status`` SUPPRESSED).
+    ``recommendation_url``: instead of the documentation (e.g. the finding in the SOC's Dashboards,
+    connector/render/links.py); the documentation page then stays in ``ProductFields``."""
     event = finding.event
     when = iso(finding)
     updated = (updated_at or event.event_time).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     severity = {"Label": finding.severity.name, "Original": finding.severity.name}
+    fields = _product_fields(finding, triage)
+    if recommendation_url and len(fields) < MAX_PRODUCT_FIELDS:
+        fields["connector/documentation"] = docs_url(finding.remediation.url, event.partition)[:2048]
     return {
         "SchemaVersion": SCHEMA_VERSION,
         "Id": finding.id,
@@ -233,9 +238,9 @@ def render_asff(finding: Finding, *, product_arn: str | None = None, updated_at:
         "Title": finding.title,
         "Description": finding.description,
         "Remediation": {"Recommendation": {"Text": finding.remediation.summary,
-                                            "Url": docs_url(finding.remediation.url, event.partition)}},
+                                            "Url": recommendation_url or docs_url(finding.remediation.url, event.partition)}},
         "SourceUrl": cloudtrail_console_url(finding),
-        "ProductFields": _product_fields(finding, triage),
+        "ProductFields": fields,
         "Resources": _resources(finding),
         "Action": {"ActionType": "AWS_API_CALL", "AwsApiCallAction": _api_call_action(finding)},
         "FindingProviderFields": {"Severity": dict(severity), "Types": list(finding.asff_types)},

@@ -1,5 +1,5 @@
 """Links a finding carries: its documentation in the event's partition, or its page in the SOC's
-OpenSearch Dashboards.
+OpenSearch Dashboards (``securityhub.recommendation_dashboards_url``, off by default).
 
 Pure functions. The mapping files name the documentation on ``docs.aws.amazon.com``; that host
 serves the commercial and the AWS GovCloud (US) partitions (GovCloud's differences are documented
@@ -14,7 +14,10 @@ references (CLI reference and others) stay commercial, the site every partition'
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
+
+from connector.model import Finding
 
 COMMERCIAL_DOCS = "https://docs.aws.amazon.com/"
 #: Documentation root per partition; a partition not listed keeps the commercial host.
@@ -53,11 +56,33 @@ def validate_dashboards_url(base: str) -> str:
     return base.rstrip("/")
 
 
-def dashboards_finding_url(base: str, index: str, finding_id: str) -> str:
-    """The finding's document in OpenSearch Dashboards' Discover "single document" view
-    (``/app/discover#/doc/<index pattern>/<index>?id=<id>``), every part URL-encoded."""
-    url = (f"{validate_dashboards_url(base)}/app/discover#/doc/{quote(index, safe='')}/"
-           f"{quote(index, safe='')}?id={quote(finding_id, safe='')}")
-    if len(url) > MAX_URL:
-        raise ValueError("dashboards URL for this finding is too long")
-    return url
+#: The index prefix whose saved objects keep the ``ctf-`` ids (connector/sinks/opensearch/setup.py).
+DEFAULT_INDEX_PREFIX = "cloudtrail-findings"
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardsLink:
+    """Links a finding to its OCSF document (the full runbook) in the SOC's OpenSearch Dashboards:
+    Discover's single-document view, ``<base>/app/discover#/doc/<index pattern id>/<index>?id=<id>``.
+    The index and the index-pattern id follow what the OpenSearch sink and ``connector setup``
+    create for ``index_prefix``; every part taken from the finding is URL-encoded."""
+
+    base: str
+    index_prefix: str = DEFAULT_INDEX_PREFIX
+
+    @classmethod
+    def from_setting(cls, base: str, index_prefix: str = DEFAULT_INDEX_PREFIX) -> DashboardsLink | None:
+        """``None`` when the setting is empty (off); raises ``ValueError`` for a bad URL."""
+        return cls(validate_dashboards_url(base), index_prefix) if base else None
+
+    @property
+    def index_pattern_id(self) -> str:
+        return "ctf-ocsf" if self.index_prefix == DEFAULT_INDEX_PREFIX else f"{self.index_prefix}-ocsf"
+
+    def url(self, finding: Finding) -> str:
+        index = f"{self.index_prefix}-ocsf-2004-{finding.event.event_time:%Y.%m.%d}"
+        url = (f"{self.base}/app/discover#/doc/{quote(self.index_pattern_id, safe='')}/"
+               f"{quote(index, safe='')}?id={quote(finding.id, safe='')}")
+        if len(url) > MAX_URL:
+            raise ValueError("the Dashboards link of this finding is too long")
+        return url

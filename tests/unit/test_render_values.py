@@ -128,3 +128,52 @@ def test_docs_url_moves_only_commercial_docs_links() -> None:
     assert docs_url(url, "aws-iso") == url  # no public docs host: the commercial page
     assert docs_url("https://attack.mitre.org/techniques/T1562/", "aws-cn") == "https://attack.mitre.org/techniques/T1562/"
     assert docs_url("https://docs.aws.amazon.com.evil.example/x", "aws-cn") == "https://docs.aws.amazon.com.evil.example/x"
+
+
+# -- optional: Recommendation.Url opens the finding in the SOC's Dashboards -------------------
+
+def test_dashboards_link_is_off_by_default() -> None:
+    from connector.build import dashboards_link
+    from connector.config import Settings
+
+    assert Settings().securityhub.recommendation_dashboards_url == ""
+    assert dashboards_link(Settings()) is None
+
+
+@pytest.mark.parametrize("prefix", ["cloudtrail-findings", "soc-findings"])
+def test_dashboards_link_opens_the_findings_ocsf_document(prefix: str) -> None:
+    from urllib.parse import unquote
+
+    from connector.render.links import DashboardsLink
+    from connector.sinks.opensearch.setup import saved_objects
+    from connector.sinks.opensearch.sink import index_name
+
+    link = DashboardsLink.from_setting("https://soc.example.com/_dashboards/", prefix)
+    factory = FindingFactory.load(clock=lambda: RENDERED_AT, dashboards_link=link)
+    out = render(factory, variants(EVENTS[0])["success"])
+    asff = out["asff"].document
+    url = asff["Remediation"]["Recommendation"]["Url"]
+    head, _, finding_id = url.partition("?id=")
+    pattern_id, index = head.removeprefix("https://soc.example.com/_dashboards/app/discover#/doc/").split("/")
+    assert unquote(finding_id) == out["ocsf"].finding_id and "/" not in finding_id and ":" not in finding_id
+    assert index == index_name(prefix, out["ocsf"])  # where the OpenSearch sink writes the document
+    # the index pattern `connector setup` imports into Dashboards for this prefix
+    assert any(o["type"] == "index-pattern" and o["id"] == pattern_id for o in saved_objects(prefix))
+    assert asff["ProductFields"]["connector/documentation"].startswith("https://docs.aws.amazon.com/")
+
+
+@pytest.mark.parametrize("bad", [
+    "http://soc.example.com", "javascript:alert(1)", "https://user:pw@soc.example.com",
+    "https://soc.example.com/?q=1", "https://soc.example.com/#x", "https://soc example.com",
+    "https:///nohost", "https://soc.example.com:99999", "https://soc.example.com/a'b",
+])
+def test_a_bad_dashboards_url_is_refused_at_start(bad: str) -> None:
+    import dataclasses
+
+    from connector.build import dashboards_link
+    from connector.config import SecurityHubSettings, Settings
+    from connector.errors import ConfigError
+
+    settings = dataclasses.replace(Settings(), securityhub=SecurityHubSettings(recommendation_dashboards_url=bad))
+    with pytest.raises(ConfigError, match="recommendation_dashboards_url"):
+        dashboards_link(settings)

@@ -83,9 +83,6 @@ STREAM_CHUNK = 1 << 20
 #: Inflated bytes per window when a log file is split as it streams.
 STREAM_WINDOW = 4 << 20
 _BRACKETS = re.compile(rb"[\[\]{}]")
-#: S3 bucket names (the rules, plus legacy us-east-1 names with capitals and underscores): what
-#: may be asked of S3 at all. ``../../etc`` makes botocore raise before any request is sent.
-_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
 _S3_KEY_MAX_BYTES = 1024
 
 
@@ -530,9 +527,6 @@ class Decoder:
             yield self._fail(DecodeError("S3 reference whose bucket or key is not a string", record_id=origin), b"", origin)
             return
         key = unquote_plus(key) if quoted else key
-        if _BUCKET.fullmatch(bucket) is None or ".." in bucket:
-            yield self._fail(DecodeError(f"S3 reference to {bucket[:80]!r}: not a bucket name", record_id=origin), b"", origin)
-            return
         try:
             too_long = len(key.encode("utf-8")) > _S3_KEY_MAX_BYTES
         except UnicodeEncodeError:  # a lone surrogate from a JSON escape: no S3 key can hold it

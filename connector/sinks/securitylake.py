@@ -72,7 +72,7 @@ except ImportError as exc:  # an optional dependency: say how to get it instead 
 
 from connector.model import DeliveryResult, FindingFormat, Outcome, RenderedFinding
 from connector.sinks.base import register
-from connector.sinks.securitylake_schema import SCHEMA, SchemaMismatch, check_document
+from connector.sinks.securitylake_schema import SCHEMA, SchemaMismatch, check_document, row_from_document
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def object_key(root: str, partition: Partition, finding_ids: Sequence[str]) -> s
 
 def parquet_bytes(documents: Sequence[Mapping[str, Any]]) -> bytes:
     """Documents (already checked against the schema) → one Parquet object."""
-    table = pa.Table.from_pylist(list(documents), schema=SCHEMA)
+    table = pa.Table.from_pylist([row_from_document(d) for d in documents], schema=SCHEMA)
     out = io.BytesIO()
     pq.write_table(table, out, compression="zstd", data_page_size=PAGE_BYTES, write_statistics=True)
     return out.getvalue()

@@ -11,8 +11,8 @@ fail. So every object has exactly :data:`SCHEMA`: each attribute the renderer ca
 OCSF types it (``integer_t`` → int32, ``long_t``/``timestamp_t`` → int64 epoch milliseconds,
 ``boolean_t`` → bool, every string type → UTF-8 string, objects → structs, arrays → lists), in
 the renderer's order, with absent optional attributes as nulls. ``unmapped`` is an OCSF
-``object`` (free-form); ours has a fixed shape, so it is a struct too, with the request
-parameters as ``map<string, string>``. Partition values (``region``, ``accountId``,
+``object`` (free-form) and each feature of the connector adds to it (triage, enrichment,
+correlation), so it is one JSON string column: a new key there changes no table schema. Partition values (``region``, ``accountId``,
 ``eventDay``) are in the object's key, not in columns (the crawler adds them as partition
 columns; a column of the same name would clash).
 
@@ -28,6 +28,7 @@ dropped, maps as objects): equal to what was written, less its null values.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,11 +88,6 @@ _RESOURCE = _struct(
 _REMEDIATION = _struct(
     desc=STRING, references=_list(STRING), kb_article_list=_list(_struct(title=STRING, src_url=STRING)),
 )
-_UNMAPPED = _struct(
-    severity_reason=STRING, outcome=STRING, information=_list(STRING), impact=_list(STRING),
-    cloudtrail_event_version=STRING, request_parameters=pa.map_(STRING, STRING),
-)
-
 #: Every object the sink writes has exactly this schema (see the module docstring).
 SCHEMA = pa.schema([
     pa.field("activity_id", INT), pa.field("activity_name", STRING),
@@ -111,7 +107,7 @@ SCHEMA = pa.schema([
     pa.field("resources", _list(_RESOURCE)),
     pa.field("remediation", _REMEDIATION),
     pa.field("raw_data", STRING),
-    pa.field("unmapped", _UNMAPPED),
+    pa.field("unmapped", STRING),  # JSON text (see the module docstring)
 ])
 
 
@@ -160,13 +156,27 @@ def _check(value: Any, kind: pa.DataType, path: str) -> None:
         raise SchemaMismatch(f"{path}: no check for Arrow type {kind}")
 
 
+#: Free-form objects kept as JSON text.
+JSON_COLUMNS = frozenset({"unmapped"})
+
+
 def check_document(document: Mapping[str, Any]) -> None:
     """Raise :class:`SchemaMismatch` unless every attribute of ``document`` has a column of its type."""
     fields = _fields(SCHEMA)
     for key, value in document.items():
         if key not in fields:
             raise SchemaMismatch(f"{key}: not in the Security Lake Parquet schema")
+        if key in JSON_COLUMNS:
+            if not isinstance(value, Mapping):
+                raise SchemaMismatch(f"{key}: expected an object, got {type(value).__name__}")
+            continue
         _check(value, fields[key], key)
+
+
+def row_from_document(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A checked document as a row: the free-form objects as compact JSON text."""
+    return {key: json.dumps(value, separators=(",", ":"), sort_keys=True) if key in JSON_COLUMNS else value
+            for key, value in document.items()}
 
 
 def _from_arrow(value: Any, kind: pa.DataType) -> Any:
@@ -186,5 +196,6 @@ def _from_arrow(value: Any, kind: pa.DataType) -> Any:
 def document_from_row(row: Mapping[str, Any], schema: pa.Schema = SCHEMA) -> dict[str, Any]:
     """A row of ``Table.to_pylist()`` → the OCSF JSON document (nulls dropped, maps as objects)."""
     fields = _fields(schema)
-    out = {key: _from_arrow(value, fields[key]) for key, value in row.items()}
+    out = {key: json.loads(value) if key in JSON_COLUMNS and value is not None else _from_arrow(value, fields[key])
+           for key, value in row.items()}
     return {key: value for key, value in out.items() if value is not None}

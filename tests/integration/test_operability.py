@@ -140,7 +140,8 @@ def test_a_sink_outage_shows_in_retries_outcomes_backlog_and_one_line_logs(aws_e
 
     def outage_seen() -> str | None:
         status, text = http_get(f"{base}/metrics")
-        if status != 200 or (sample(text, "connector_messages_released_total", source="sqs") or 0) < 3:
+        # The sink is down: the batch is held (not released, so it spends no receive).
+        if status != 200 or (sample(text, "connector_held_messages") or 0) < 3:
             return None
         return text
 

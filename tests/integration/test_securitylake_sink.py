@@ -327,7 +327,7 @@ def test_through_the_pipeline_a_hostile_region_is_dead_lettered_and_the_message_
     result = pipeline.handle([message])
     assert result.done == (message,) and not result.retry
     (letter,) = letters.read()  # refused by the mapper, before any sink (connector/events.py)
-    assert letter["stage"] == "map" and "is not an AWS region name" in letter["reason"]
+    assert letter["stage"] == "map" and "is not an AWS Region name" in letter["reason"]
     assert letter["record_id"] == "hostile"
     (key,) = keys(bucket)
     assert LAYOUT.fullmatch(key) and [d["metadata"]["original_event_uid"] for d in rows(bucket, key)] == ["fine"]

@@ -9,8 +9,12 @@ this suite guards against, shown by running the same scenario with ``hold_on_out
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import random
 import shutil
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -20,8 +24,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.support.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy, Faults
 from tests.support.moto import MotoServer
+from tests.support.records import an_event, make_record
 from tests.support.service import (
     queue_depth,
     send_events,
@@ -101,8 +106,11 @@ def _jsonl_event_ids(directory: Path) -> list[str]:
     ids = []
     for path in sorted(directory.glob("*asff*.jsonl*")):
         for line in path.read_text().splitlines():
-            if line.strip():
-                ids.append(json.loads(line)["Id"].rsplit("/", 1)[-1])
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue  # empty, or a line torn by kill -9 (rewritten on redelivery)
+            ids.append(doc["Id"].rsplit("/", 1)[-1])
     return ids
 
 
@@ -169,3 +177,138 @@ def test_a_sink_outage_with_the_redrive_policy_drains_nothing_into_the_dlq(
             "a message on its last receive is dead-lettered by the connector, with its reason")
         assert account.lost("jsonl") == 0 and account.lost("securityhub") == 0
 
+
+
+# -- more scenarios (issue 10 item 7) ------------------------------------------------------
+
+
+def _held_findings(tag: str) -> list[str]:
+    """The ids Security Hub (moto, via GetFindings) holds for this scenario, repeats included."""
+    client = boto3.client("securityhub", region_name=SH_REGION)
+    ids, token = [], None
+    while True:
+        page = client.get_findings(MaxResults=100, **({"NextToken": token} if token else {}))
+        ids += [f["Id"].rsplit("/", 1)[-1] for f in page["Findings"] if tag in f["Id"]]
+        token = page.get("NextToken")
+        if not token:
+            return ids
+
+
+def _forwarded_imports(proxy: FaultProxy, tag: str) -> list[str]:
+    """Finding ids in the imports that reached Security Hub (not the ones answered 429/500)."""
+    return [i.rsplit("/", 1)[-1] for r in proxy.imports() if r.answer == "forwarded" for i in r.finding_ids if tag in i]
+
+
+def _letter_id(body: str) -> str:
+    """The eventID a dead letter is about (its body is the record, or the message around it)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body[:60]
+    if isinstance(doc, dict):
+        for key in ("eventID", "event_id", "Id"):  # a record, or a finding a sink rejected
+            if isinstance(doc.get(key), str):
+                return str(doc[key]).rsplit("/", 1)[-1]
+    return body[:60]
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _both_sinks(aws_env: MotoServer, queue: str, dlq: str, out: Path, proxy: FaultProxy, **extra: str) -> dict[str, str]:
+    boto3.client("securityhub", region_name=SH_REGION).enable_security_hub()
+    return service_env(aws_env, queue, dlq, out, CONNECTOR_SINKS="jsonl,securityhub", AWS_ENDPOINT_URL_SECURITYHUB=proxy.url,
+                       CONNECTOR_SQS_VISIBILITY_TIMEOUT="4", CONNECTOR_GATHER_SECONDS="0", **extra)
+
+
+def test_kill_9_at_random_points_loses_and_duplicates_nothing(aws_env: MotoServer, tmp_path: Path) -> None:
+    """`connector run` killed with SIGKILL at random points N times (FAULTS_FULL=1: 20), a new
+    wave of events before each start, then one last run until the queue is empty."""
+    kills = 20 if os.environ.get("FAULTS_FULL") == "1" else 5
+    rng = random.Random(int(os.environ.get("FAULTS_SEED", "10")))
+    tag = f"k9{uuid.uuid4().hex[:6]}"
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName=f"{tag}-q", Attributes={"VisibilityTimeout": "4"})["QueueUrl"]
+    own_dlq = sqs.create_queue(QueueName=f"{tag}-dlq")["QueueUrl"]
+    out = tmp_path / "jsonl"
+    sent: list[str] = []
+    with FaultProxy(aws_env.url) as proxy:
+        env = _both_sinks(aws_env, queue, own_dlq, out, proxy)
+        for round_ in range(kills):
+            sent += send_events(queue, f"{tag}r{round_:02d}", 10)
+            proc = start_service(env)
+            time.sleep(rng.uniform(0.5, 4.0))  # start-up, receiving, mid-delivery, deleting
+            proc.kill()
+            proc.wait(timeout=10)
+        proc = start_service(env)
+        try:
+            try:
+                wait_for(lambda: not queue_depth(queue) and set(sent) <= set(_held_findings(tag)), timeout=120, interval=1)
+            except AssertionError:
+                raise AssertionError(f"not everything delivered after {kills} kills:\n{service_log(proc)}") from None
+        finally:
+            _stop(proc)
+        letters = _drain_letters(own_dlq)
+        account = Accounting(f"SQS, kill -9 x{kills} at random points, restart each time", sent)
+        account.delivered["jsonl"] = _jsonl_event_ids(out)
+        account.delivered["securityhub"] = _held_findings(tag)
+        account.delivered["sh-imports"] = _forwarded_imports(proxy, tag)
+        account.dead_lettered.update(letter["reason"][:100] for letter in letters)
+        account.lettered_ids = [_letter_id(letter["body"]) for letter in letters]
+    print("\n" + account.table())
+    assert not letters, account.table()
+    for sink in ("jsonl", "securityhub"):
+        assert account.lost(sink) == 0, account.table()
+    assert account.duplicated("securityhub") == 0, account.table()
+    # At-least-once: a kill between delivery and DeleteMessage re-delivers at most the batches in
+    # flight (4 batches of 10) once per kill; re-imports are upserts of the same id.
+    bound = kills * 40
+    assert account.duplicated("jsonl") <= bound and account.duplicated("sh-imports") <= bound, account.table()
+
+
+def test_security_hub_throttling_and_failed_findings(aws_env: MotoServer, tmp_path: Path) -> None:
+    """A third of BatchImportFindings calls answered 429; one finding rejected permanently in
+    FailedFindings: it is dead-lettered once with its reason, everything else delivered once."""
+    tag = f"thr{uuid.uuid4().hex[:6]}"
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName=f"{tag}-q", Attributes={"VisibilityTimeout": "4"})["QueueUrl"]
+    own_dlq = sqs.create_queue(QueueName=f"{tag}-dlq")["QueueUrl"]
+    out = tmp_path / "jsonl"
+    rejected = f"{tag}-0007"
+    with FaultProxy(aws_env.url, Faults(throttle_fraction=0.35, reject_marker=rejected, seed=7)) as proxy:
+        env = _both_sinks(aws_env, queue, own_dlq, out, proxy)
+        sent = send_events(queue, tag, 30)
+        proc = start_service(env)
+        try:
+            def settled() -> bool:
+                return (not queue_depth(queue) and set(sent) - {rejected} <= set(_held_findings(tag))
+                        and bool(queue_depth(own_dlq)))
+            try:
+                wait_for(settled, timeout=120, interval=1)
+            except AssertionError:
+                raise AssertionError(f"did not settle:\n{service_log(proc)}") from None
+        finally:
+            _stop(proc)
+        letters = _drain_letters(own_dlq)
+        throttled = sum(1 for r in proxy.imports() if r.answer == "throttled")
+        account = Accounting(f"Security Hub 35% of imports 429 ({throttled} throttled), {rejected} rejected (InvalidInput)", sent)
+        account.expected["securityhub"] = [i for i in sent if i != rejected]
+        account.expected["sh-imports"] = account.expected["securityhub"]
+        account.delivered["jsonl"] = _jsonl_event_ids(out)
+        account.delivered["securityhub"] = _held_findings(tag)
+        account.delivered["sh-imports"] = _forwarded_imports(proxy, tag)
+        account.dead_lettered.update(letter["reason"][:100] for letter in letters)
+        account.lettered_ids = [_letter_id(letter["body"]) for letter in letters]
+    print("\n" + account.table())
+    assert throttled, "the proxy throttled nothing: the scenario did not happen"
+    for sink in ("jsonl", "securityhub", "sh-imports"):
+        assert account.lost(sink) == 0 and account.duplicated(sink) == 0, account.table()
+    assert rejected not in account.delivered["securityhub"]
+    assert account.lettered_ids == [rejected], account.table()
+    assert "InvalidInput" in letters[0]["reason"], letters[0]["reason"]

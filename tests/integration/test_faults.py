@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import time
@@ -28,6 +29,7 @@ from tests.support.faultproxy import FaultProxy, Faults
 from tests.support.moto import MotoServer
 from tests.support.records import an_event, make_record
 from tests.support.service import (
+    http_get,
     queue_depth,
     send_events,
     service_env,
@@ -212,6 +214,12 @@ def _letter_id(body: str) -> str:
     return body[:60]
 
 
+def _reason(letter: dict[str, str]) -> str:
+    """A letter's reason for the table: without the message id it starts with, and shortened."""
+    reason = re.sub(r"^[a-z]+:[0-9a-f-]+(#\d+)?(>|:\s*)", "", letter["reason"])
+    return reason if len(reason) <= 140 else reason[:60] + " ... " + reason[-75:]
+
+
 def _stop(proc: subprocess.Popen[str]) -> None:
     proc.terminate()
     try:
@@ -222,7 +230,12 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 
 def _both_sinks(aws_env: MotoServer, queue: str, dlq: str, out: Path, proxy: FaultProxy, **extra: str) -> dict[str, str]:
-    boto3.client("securityhub", region_name=SH_REGION).enable_security_hub()
+    # Enabled where the findings go and in the connector's own region (where /readyz probes it).
+    for region in (SH_REGION, aws_env.env()["AWS_REGION"]):
+        try:
+            boto3.client("securityhub", region_name=region).enable_security_hub()
+        except boto3.client("securityhub", region_name=region).exceptions.ResourceConflictException:
+            pass  # enabled by an earlier test
     return service_env(aws_env, queue, dlq, out, CONNECTOR_SINKS="jsonl,securityhub", AWS_ENDPOINT_URL_SECURITYHUB=proxy.url,
                        CONNECTOR_SQS_VISIBILITY_TIMEOUT="4", CONNECTOR_GATHER_SECONDS="0", **extra)
 
@@ -259,7 +272,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(aws_env: MotoServe
         account.delivered["jsonl"] = _jsonl_event_ids(out)
         account.delivered["securityhub"] = _held_findings(tag)
         account.delivered["sh-imports"] = _forwarded_imports(proxy, tag)
-        account.dead_lettered.update(letter["reason"][:100] for letter in letters)
+        account.dead_lettered.update(_reason(letter) for letter in letters)
         account.lettered_ids = [_letter_id(letter["body"]) for letter in letters]
     print("\n" + account.table())
     assert not letters, account.table()
@@ -303,7 +316,7 @@ def test_security_hub_throttling_and_failed_findings(aws_env: MotoServer, tmp_pa
         account.delivered["jsonl"] = _jsonl_event_ids(out)
         account.delivered["securityhub"] = _held_findings(tag)
         account.delivered["sh-imports"] = _forwarded_imports(proxy, tag)
-        account.dead_lettered.update(letter["reason"][:100] for letter in letters)
+        account.dead_lettered.update(_reason(letter) for letter in letters)
         account.lettered_ids = [_letter_id(letter["body"]) for letter in letters]
     print("\n" + account.table())
     assert throttled, "the proxy throttled nothing: the scenario did not happen"
@@ -312,3 +325,118 @@ def test_security_hub_throttling_and_failed_findings(aws_env: MotoServer, tmp_pa
     assert rejected not in account.delivered["securityhub"]
     assert account.lettered_ids == [rejected], account.table()
     assert "InvalidInput" in letters[0]["reason"], letters[0]["reason"]
+
+
+def test_dead_letter_queue_down_holds_poison_until_it_is_back(aws_env: MotoServer, tmp_path: Path) -> None:
+    """The connector's DLQ is deleted while poison arrives: the poison is not acknowledged (it
+    stays in the queue), good messages are delivered; once the DLQ is recreated, each poison
+    message is dead-lettered once with its reason and removed from the queue."""
+    tag = f"dlq{uuid.uuid4().hex[:6]}"
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName=f"{tag}-q", Attributes={"VisibilityTimeout": "4"})["QueueUrl"]
+    own_dlq = sqs.create_queue(QueueName=f"{tag}-dlq")["QueueUrl"]
+    out = tmp_path / "jsonl"
+    poison = [f"{tag}-poison-{i} this is not JSON {{" for i in range(3)]
+    with FaultProxy(aws_env.url) as proxy:
+        env = _both_sinks(aws_env, queue, own_dlq, out, proxy)
+        proc = start_service(env)
+        try:
+            first = send_events(queue, f"{tag}a", 10)
+            wait_for(lambda: set(first) <= set(_jsonl_event_ids(out)), timeout=90)
+            sqs.delete_queue(QueueUrl=own_dlq)
+            for body in poison:
+                sqs.send_message(QueueUrl=queue, MessageBody=body)
+            during = send_events(queue, f"{tag}b", 10)
+            wait_for(lambda: set(during) <= set(_jsonl_event_ids(out)) and set(during) <= set(_held_findings(tag)),
+                     timeout=90, interval=1)
+            time.sleep(10)  # more than two visibility timeouts: the poison is received again and again
+            held_back = queue_depth(queue)
+            ready_url = f"http://127.0.0.1:{env['CONNECTOR_HTTP_PORT']}/readyz"
+            ready_down = http_get(ready_url)
+            sqs.create_queue(QueueName=f"{tag}-dlq")
+            try:
+                wait_for(lambda: not queue_depth(queue) and queue_depth(own_dlq) >= len(poison), timeout=120, interval=1)
+            except AssertionError:
+                raise AssertionError(f"poison not dead-lettered after the DLQ came back:\n{service_log(proc)}") from None
+            try:
+                ready_back = wait_for(lambda: (got := http_get(ready_url))[0] == 200 and got, timeout=30)
+            except AssertionError:
+                raise AssertionError(f"/readyz after the DLQ came back: {http_get(ready_url)}\n{service_log(proc)}") from None
+        finally:
+            _stop(proc)
+        letters = _drain_letters(own_dlq)
+        account = Accounting("connector's SQS DLQ deleted mid-run, recreated after 10 s+", [*first, *during])
+        account.delivered["jsonl"] = _jsonl_event_ids(out)
+        account.delivered["securityhub"] = _held_findings(tag)
+        account.delivered["sh-imports"] = _forwarded_imports(proxy, tag)
+        account.dead_lettered.update(_reason(letter) for letter in letters)
+        account.lettered_ids = [letter["body"] for letter in letters]
+    print("\n" + account.table() + f"\npoison held in the queue while the DLQ was down: {held_back} of {len(poison)}")
+    assert held_back == len(poison), "poison was acknowledged while its dead letter could not be written"
+    assert ready_down[0] == 503 and "dead-letter destination" in ready_down[1], ready_down
+    assert ready_back[0] == 200
+    assert sorted(account.lettered_ids) == sorted(poison), account.table()
+    assert all(letter["reason"] and "(no reason" not in letter["reason"] for letter in letters), account.table()
+    for sink in ("jsonl", "securityhub", "sh-imports"):
+        assert account.lost(sink) == 0 and account.duplicated(sink) == 0, account.table()
+
+
+TRAIL_KEY = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/20/123456789012_CloudTrail_us-east-1_20261120T{:04d}Z_f.json.gz"
+
+
+def _s3_notice(bucket: str, key: str) -> str:
+    return json.dumps({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                                    "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]})
+
+
+def test_s3_missing_objects_and_503s_lose_nothing(aws_env: MotoServer, tmp_path: Path) -> None:
+    """S3 notices into a configured trail bucket; S3 (behind a fault proxy) answers 503 SlowDown
+    to the first reads, more than the client's own retries; one notice names a missing object.
+    The log files are retried and delivered, the missing one dead-lettered once with its reason."""
+    tag = f"s3f{uuid.uuid4().hex[:6]}"
+    bucket = f"trail-{tag}"
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    s3.create_bucket(Bucket=bucket)
+    queue = sqs.create_queue(QueueName=f"{tag}-q", Attributes={"VisibilityTimeout": "4"})["QueueUrl"]
+    own_dlq = sqs.create_queue(QueueName=f"{tag}-dlq")["QueueUrl"]
+    sent: list[str] = []
+    keys = []
+    for n in range(4):
+        ids = [f"{tag}-f{n}-{i:02d}" for i in range(5)]
+        records = [make_record(an_event(i), event_id=e, recipientAccountId="123456789012") for i, e in enumerate(ids)]
+        keys.append(TRAIL_KEY.format(1000 + n))
+        s3.put_object(Bucket=bucket, Key=keys[-1], Body=gzip.compress(json.dumps({"Records": records}).encode()))
+        sent += ids
+    missing = TRAIL_KEY.format(1999)
+    out = tmp_path / "jsonl"
+    faults = Faults(fail_paths={f"/{bucket}/": [503, "SlowDown", 12]})
+    with FaultProxy(aws_env.url, faults) as proxy, FaultProxy(aws_env.url) as sh_proxy:
+        env = _both_sinks(aws_env, queue, own_dlq, out, sh_proxy, AWS_ENDPOINT_URL_S3=proxy.url,
+                          CONNECTOR_S3_TRAIL_BUCKETS=bucket)
+        for key in [*keys[:2], missing, *keys[2:]]:
+            sqs.send_message(QueueUrl=queue, MessageBody=_s3_notice(bucket, key))
+        proc = start_service(env)
+        try:
+            try:
+                wait_for(lambda: not queue_depth(queue) and set(sent) <= set(_held_findings(tag)), timeout=120, interval=1)
+            except AssertionError:
+                raise AssertionError(f"did not settle:\n{service_log(proc)}") from None
+            time.sleep(2)
+        finally:
+            _stop(proc)
+        with proxy.lock:
+            answered_503 = sum(1 for r in proxy.requests if r.answer == "failed:SlowDown")
+            reads = sum(1 for r in proxy.requests if r.method == "GET" and r.path.startswith(f"/{bucket}/"))
+        letters = _drain_letters(own_dlq)
+        account = Accounting(f"S3 503 SlowDown x{answered_503} (of {reads} reads), 1 notice of a missing object", sent)
+        account.delivered["jsonl"] = _jsonl_event_ids(out)
+        account.delivered["securityhub"] = _held_findings(tag)
+        account.delivered["sh-imports"] = _forwarded_imports(sh_proxy, tag)
+        account.dead_lettered.update(_reason(letter) for letter in letters)
+        account.lettered_ids = [letter["body"] for letter in letters]
+    print("\n" + account.table())
+    assert answered_503 == 12, "the fault did not happen"
+    for sink in ("jsonl", "securityhub", "sh-imports"):
+        assert account.lost(sink) == 0 and account.duplicated(sink) == 0, account.table()
+    assert len(letters) == 1 and missing in letters[0]["reason"], account.table()
+    assert "no such key" in letters[0]["reason"].lower() or "NoSuchKey" in letters[0]["reason"], letters[0]["reason"]

@@ -253,10 +253,13 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(aws_env: MotoServe
     sent: list[str] = []
     with FaultProxy(aws_env.url) as proxy:
         env = _both_sinks(aws_env, queue, own_dlq, out, proxy)
+        health = f"http://127.0.0.1:{env['CONNECTOR_HTTP_PORT']}/healthz"
         for round_ in range(kills):
             sent += send_events(queue, f"{tag}r{round_:02d}", 10)
             proc = start_service(env)
-            time.sleep(rng.uniform(0.5, 4.0))  # start-up, receiving, mid-delivery, deleting
+            # Once it serves HTTP (imports done), a random point: receiving, mid-delivery, deleting.
+            wait_for(lambda p=proc: p.poll() is not None or http_get(health)[0], timeout=60)
+            time.sleep(rng.uniform(0.0, 2.5))
             proc.kill()
             proc.wait(timeout=10)
         proc = start_service(env)

@@ -9,8 +9,13 @@ this suite guards against, shown by running the same scenario with ``hold_on_out
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
+import random
+import re
 import shutil
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -20,9 +25,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.support.faultproxy import FaultProxy
+from tests.support.faultproxy import FaultProxy, Faults
 from tests.support.moto import MotoServer
+from tests.support.records import an_event, make_record
 from tests.support.service import (
+    http_get,
     queue_depth,
     send_events,
     service_env,
@@ -101,8 +108,11 @@ def _jsonl_event_ids(directory: Path) -> list[str]:
     ids = []
     for path in sorted(directory.glob("*asff*.jsonl*")):
         for line in path.read_text().splitlines():
-            if line.strip():
-                ids.append(json.loads(line)["Id"].rsplit("/", 1)[-1])
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue  # empty, or a line torn by kill -9 (rewritten on redelivery)
+            ids.append(doc["Id"].rsplit("/", 1)[-1])
     return ids
 
 
@@ -169,3 +179,267 @@ def test_a_sink_outage_with_the_redrive_policy_drains_nothing_into_the_dlq(
             "a message on its last receive is dead-lettered by the connector, with its reason")
         assert account.lost("jsonl") == 0 and account.lost("securityhub") == 0
 
+
+
+# -- more scenarios (issue 10 item 7) ------------------------------------------------------
+
+
+def _held_findings(tag: str) -> list[str]:
+    """The ids Security Hub (moto, via GetFindings) holds for this scenario, repeats included."""
+    client = boto3.client("securityhub", region_name=SH_REGION)
+    ids, token = [], None
+    while True:
+        page = client.get_findings(MaxResults=100, **({"NextToken": token} if token else {}))
+        ids += [f["Id"].rsplit("/", 1)[-1] for f in page["Findings"] if tag in f["Id"]]
+        token = page.get("NextToken")
+        if not token:
+            return ids
+
+
+def _forwarded_imports(proxy: FaultProxy, tag: str) -> list[str]:
+    """Finding ids in the imports that reached Security Hub (not the ones answered 429/500)."""
+    return [i.rsplit("/", 1)[-1] for r in proxy.imports() if r.answer == "forwarded" for i in r.finding_ids if tag in i]
+
+
+def _letter_id(body: str) -> str:
+    """The eventID a dead letter is about (its body is the record, or the message around it)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body[:60]
+    if isinstance(doc, dict):
+        for key in ("eventID", "event_id", "Id"):  # a record, or a finding a sink rejected
+            if isinstance(doc.get(key), str):
+                return str(doc[key]).rsplit("/", 1)[-1]
+    return body[:60]
+
+
+def _reason(letter: dict[str, str]) -> str:
+    """A letter's reason for the table: without the message id it starts with, and shortened."""
+    reason = re.sub(r"^[a-z]+:[0-9a-f-]+(#\d+)?(>|:\s*)", "", letter["reason"])
+    return reason if len(reason) <= 140 else reason[:60] + " ... " + reason[-75:]
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _both_sinks(aws_env: MotoServer, queue: str, dlq: str, out: Path, proxy: FaultProxy, **extra: str) -> dict[str, str]:
+    # Enabled where the findings go and in the connector's own region (where /readyz probes it).
+    for region in (SH_REGION, aws_env.env()["AWS_REGION"]):
+        try:
+            boto3.client("securityhub", region_name=region).enable_security_hub()
+        except boto3.client("securityhub", region_name=region).exceptions.ResourceConflictException:
+            pass  # enabled by an earlier test
+    return service_env(aws_env, queue, dlq, out, CONNECTOR_SINKS="jsonl,securityhub", AWS_ENDPOINT_URL_SECURITYHUB=proxy.url,
+                       CONNECTOR_SQS_VISIBILITY_TIMEOUT="4", CONNECTOR_GATHER_SECONDS="0", **extra)
+
+
+def test_kill_9_at_random_points_loses_and_duplicates_nothing(aws_env: MotoServer, tmp_path: Path) -> None:
+    """`connector run` killed with SIGKILL at random points N times (FAULTS_FULL=1: 20), a new
+    wave of events before each start, then one last run until the queue is empty."""
+    kills = 20 if os.environ.get("FAULTS_FULL") == "1" else 5
+    rng = random.Random(int(os.environ.get("FAULTS_SEED", "10")))
+    tag = f"k9{uuid.uuid4().hex[:6]}"
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName=f"{tag}-q", Attributes={"VisibilityTimeout": "4"})["QueueUrl"]
+    own_dlq = sqs.create_queue(QueueName=f"{tag}-dlq")["QueueUrl"]
+    out = tmp_path / "jsonl"
+    sent: list[str] = []
+    with FaultProxy(aws_env.url) as proxy:
+        env = _both_sinks(aws_env, queue, own_dlq, out, proxy)
+        health = f"http://127.0.0.1:{env['CONNECTOR_HTTP_PORT']}/healthz"
+        for round_ in range(kills):
+            sent += send_events(queue, f"{tag}r{round_:02d}", 10)
+            proc = start_service(env)
+            # Once it serves HTTP (imports done), a random point: receiving, mid-delivery, deleting.
+            wait_for(lambda p=proc: p.poll() is not None or http_get(health)[0], timeout=60)
+            time.sleep(rng.uniform(0.0, 2.5))
+            proc.kill()
+            proc.wait(timeout=10)
+        proc = start_service(env)
+        try:
+            try:
+                wait_for(lambda: not queue_depth(queue) and set(sent) <= set(_held_findings(tag)), timeout=120, interval=1)
+            except AssertionError:
+                raise AssertionError(f"not everything delivered after {kills} kills:\n{service_log(proc)}") from None
+        finally:
+            _stop(proc)
+        letters = _drain_letters(own_dlq)
+        account = Accounting(f"SQS, kill -9 x{kills} at random points, restart each time", sent)
+        account.delivered["jsonl"] = _jsonl_event_ids(out)
+        account.delivered["securityhub"] = _held_findings(tag)
+        account.delivered["sh-imports"] = _forwarded_imports(proxy, tag)
+        account.dead_lettered.update(_reason(letter) for letter in letters)
+        account.lettered_ids = [_letter_id(letter["body"]) for letter in letters]
+    print("\n" + account.table())
+    assert not letters, account.table()
+    for sink in ("jsonl", "securityhub"):
+        assert account.lost(sink) == 0, account.table()
+    assert account.duplicated("securityhub") == 0, account.table()
+    # At-least-once: a kill between delivery and DeleteMessage re-delivers at most the batches in
+    # flight (4 batches of 10) once per kill; re-imports are upserts of the same id.
+    bound = kills * 40
+    assert account.duplicated("jsonl") <= bound and account.duplicated("sh-imports") <= bound, account.table()
+
+
+def test_security_hub_throttling_and_failed_findings(aws_env: MotoServer, tmp_path: Path) -> None:
+    """A third of BatchImportFindings calls answered 429; one finding rejected permanently in
+    FailedFindings: it is dead-lettered once with its reason, everything else delivered once."""
+    tag = f"thr{uuid.uuid4().hex[:6]}"
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName=f"{tag}-q", Attributes={"VisibilityTimeout": "4"})["QueueUrl"]
+    own_dlq = sqs.create_queue(QueueName=f"{tag}-dlq")["QueueUrl"]
+    out = tmp_path / "jsonl"
+    rejected = f"{tag}-0007"
+    with FaultProxy(aws_env.url, Faults(throttle_fraction=0.35, reject_marker=rejected, seed=7)) as proxy:
+        env = _both_sinks(aws_env, queue, own_dlq, out, proxy)
+        sent = send_events(queue, tag, 30)
+        proc = start_service(env)
+        try:
+            def settled() -> bool:
+                return (not queue_depth(queue) and set(sent) - {rejected} <= set(_held_findings(tag))
+                        and bool(queue_depth(own_dlq)))
+            try:
+                wait_for(settled, timeout=120, interval=1)
+            except AssertionError:
+                raise AssertionError(f"did not settle:\n{service_log(proc)}") from None
+        finally:
+            _stop(proc)
+        letters = _drain_letters(own_dlq)
+        throttled = sum(1 for r in proxy.imports() if r.answer == "throttled")
+        account = Accounting(f"Security Hub 35% of imports 429 ({throttled} throttled), {rejected} rejected (InvalidInput)", sent)
+        account.expected["securityhub"] = [i for i in sent if i != rejected]
+        account.expected["sh-imports"] = account.expected["securityhub"]
+        account.delivered["jsonl"] = _jsonl_event_ids(out)
+        account.delivered["securityhub"] = _held_findings(tag)
+        account.delivered["sh-imports"] = _forwarded_imports(proxy, tag)
+        account.dead_lettered.update(_reason(letter) for letter in letters)
+        account.lettered_ids = [_letter_id(letter["body"]) for letter in letters]
+    print("\n" + account.table())
+    assert throttled, "the proxy throttled nothing: the scenario did not happen"
+    for sink in ("jsonl", "securityhub", "sh-imports"):
+        assert account.lost(sink) == 0 and account.duplicated(sink) == 0, account.table()
+    assert rejected not in account.delivered["securityhub"]
+    assert account.lettered_ids == [rejected], account.table()
+    assert "InvalidInput" in letters[0]["reason"], letters[0]["reason"]
+
+
+def test_dead_letter_queue_down_holds_poison_until_it_is_back(aws_env: MotoServer, tmp_path: Path) -> None:
+    """The connector's DLQ is deleted while poison arrives: the poison is not acknowledged (it
+    stays in the queue), good messages are delivered; once the DLQ is recreated, each poison
+    message is dead-lettered once with its reason and removed from the queue."""
+    tag = f"dlq{uuid.uuid4().hex[:6]}"
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName=f"{tag}-q", Attributes={"VisibilityTimeout": "4"})["QueueUrl"]
+    own_dlq = sqs.create_queue(QueueName=f"{tag}-dlq")["QueueUrl"]
+    out = tmp_path / "jsonl"
+    poison = [f"{tag}-poison-{i} this is not JSON {{" for i in range(3)]
+    with FaultProxy(aws_env.url) as proxy:
+        env = _both_sinks(aws_env, queue, own_dlq, out, proxy)
+        proc = start_service(env)
+        try:
+            first = send_events(queue, f"{tag}a", 10)
+            wait_for(lambda: set(first) <= set(_jsonl_event_ids(out)), timeout=90)
+            sqs.delete_queue(QueueUrl=own_dlq)
+            for body in poison:
+                sqs.send_message(QueueUrl=queue, MessageBody=body)
+            during = send_events(queue, f"{tag}b", 10)
+            wait_for(lambda: set(during) <= set(_jsonl_event_ids(out)) and set(during) <= set(_held_findings(tag)),
+                     timeout=90, interval=1)
+            time.sleep(10)  # more than two visibility timeouts: the poison is received again and again
+            held_back = queue_depth(queue)
+            ready_url = f"http://127.0.0.1:{env['CONNECTOR_HTTP_PORT']}/readyz"
+            ready_down = http_get(ready_url)
+            sqs.create_queue(QueueName=f"{tag}-dlq")
+            try:
+                wait_for(lambda: not queue_depth(queue) and queue_depth(own_dlq) >= len(poison), timeout=120, interval=1)
+            except AssertionError:
+                raise AssertionError(f"poison not dead-lettered after the DLQ came back:\n{service_log(proc)}") from None
+            try:
+                ready_back = wait_for(lambda: (got := http_get(ready_url))[0] == 200 and got, timeout=30)
+            except AssertionError:
+                raise AssertionError(f"/readyz after the DLQ came back: {http_get(ready_url)}\n{service_log(proc)}") from None
+        finally:
+            _stop(proc)
+        letters = _drain_letters(own_dlq)
+        account = Accounting("connector's SQS DLQ deleted mid-run, recreated after 10 s+", [*first, *during])
+        account.delivered["jsonl"] = _jsonl_event_ids(out)
+        account.delivered["securityhub"] = _held_findings(tag)
+        account.delivered["sh-imports"] = _forwarded_imports(proxy, tag)
+        account.dead_lettered.update(_reason(letter) for letter in letters)
+        account.lettered_ids = [letter["body"] for letter in letters]
+    print("\n" + account.table() + f"\npoison held in the queue while the DLQ was down: {held_back} of {len(poison)}")
+    assert held_back == len(poison), "poison was acknowledged while its dead letter could not be written"
+    assert ready_down[0] == 503 and "dead-letter destination" in ready_down[1], ready_down
+    assert ready_back[0] == 200
+    assert sorted(account.lettered_ids) == sorted(poison), account.table()
+    assert all(letter["reason"] and "(no reason" not in letter["reason"] for letter in letters), account.table()
+    for sink in ("jsonl", "securityhub", "sh-imports"):
+        assert account.lost(sink) == 0 and account.duplicated(sink) == 0, account.table()
+
+
+TRAIL_KEY = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/20/123456789012_CloudTrail_us-east-1_20261120T{:04d}Z_f.json.gz"
+
+
+def _s3_notice(bucket: str, key: str) -> str:
+    return json.dumps({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+                                    "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]})
+
+
+def test_s3_missing_objects_and_503s_lose_nothing(aws_env: MotoServer, tmp_path: Path) -> None:
+    """S3 notices into a configured trail bucket; S3 (behind a fault proxy) answers 503 SlowDown
+    to the first reads, more than the client's own retries; one notice names a missing object.
+    The log files are retried and delivered, the missing one dead-lettered once with its reason."""
+    tag = f"s3f{uuid.uuid4().hex[:6]}"
+    bucket = f"trail-{tag}"
+    s3, sqs = boto3.client("s3"), boto3.client("sqs")
+    s3.create_bucket(Bucket=bucket)
+    queue = sqs.create_queue(QueueName=f"{tag}-q", Attributes={"VisibilityTimeout": "4"})["QueueUrl"]
+    own_dlq = sqs.create_queue(QueueName=f"{tag}-dlq")["QueueUrl"]
+    sent: list[str] = []
+    keys = []
+    for n in range(4):
+        ids = [f"{tag}-f{n}-{i:02d}" for i in range(5)]
+        records = [make_record(an_event(i), event_id=e, recipientAccountId="123456789012") for i, e in enumerate(ids)]
+        keys.append(TRAIL_KEY.format(1000 + n))
+        s3.put_object(Bucket=bucket, Key=keys[-1], Body=gzip.compress(json.dumps({"Records": records}).encode()))
+        sent += ids
+    missing = TRAIL_KEY.format(1999)
+    out = tmp_path / "jsonl"
+    faults = Faults(fail_paths={f"/{bucket}/": [503, "SlowDown", 12]})
+    with FaultProxy(aws_env.url, faults) as proxy, FaultProxy(aws_env.url) as sh_proxy:
+        env = _both_sinks(aws_env, queue, own_dlq, out, sh_proxy, AWS_ENDPOINT_URL_S3=proxy.url,
+                          CONNECTOR_S3_TRAIL_BUCKETS=bucket)
+        for key in [*keys[:2], missing, *keys[2:]]:
+            sqs.send_message(QueueUrl=queue, MessageBody=_s3_notice(bucket, key))
+        proc = start_service(env)
+        try:
+            try:
+                wait_for(lambda: not queue_depth(queue) and set(sent) <= set(_held_findings(tag)), timeout=120, interval=1)
+            except AssertionError:
+                raise AssertionError(f"did not settle:\n{service_log(proc)}") from None
+            time.sleep(2)
+        finally:
+            _stop(proc)
+        with proxy.lock:
+            answered_503 = sum(1 for r in proxy.requests if r.answer == "failed:SlowDown")
+            reads = sum(1 for r in proxy.requests if r.method == "GET" and r.path.startswith(f"/{bucket}/"))
+        letters = _drain_letters(own_dlq)
+        account = Accounting(f"S3 503 SlowDown x{answered_503} (of {reads} reads), 1 notice of a missing object", sent)
+        account.delivered["jsonl"] = _jsonl_event_ids(out)
+        account.delivered["securityhub"] = _held_findings(tag)
+        account.delivered["sh-imports"] = _forwarded_imports(sh_proxy, tag)
+        account.dead_lettered.update(_reason(letter) for letter in letters)
+        account.lettered_ids = [letter["body"] for letter in letters]
+    print("\n" + account.table())
+    assert answered_503 == 12, "the fault did not happen"
+    for sink in ("jsonl", "securityhub", "sh-imports"):
+        assert account.lost(sink) == 0 and account.duplicated(sink) == 0, account.table()
+    assert len(letters) == 1 and missing in letters[0]["reason"], account.table()
+    assert "no such key" in letters[0]["reason"].lower() or "NoSuchKey" in letters[0]["reason"], letters[0]["reason"]

@@ -71,6 +71,9 @@ class Faults:
     #: JSON-protocol operations (``X-Amz-Target``, e.g. "Kinesis_20131202.GetRecords") to answer
     #: with (HTTP status, error code) the next N times: {target: [status, code, remaining]}.
     fail_targets: dict[str, list[Any]] = field(default_factory=dict)
+    #: Request paths starting with a prefix (S3 path-style, e.g. "/bucket/") to answer with
+    #: (HTTP status, error code) the next N times, as an S3 XML error: {prefix: [status, code, remaining]}.
+    fail_paths: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class FaultProxy:
@@ -157,6 +160,18 @@ class FaultProxy:
             if planned and planned[2] > 0:
                 planned[2] -= 1
                 answer = f"failed:{planned[1]}"
+            for prefix, rule in self.faults.fail_paths.items():
+                if handler.path.startswith(prefix) and rule[2] > 0:
+                    rule[2] -= 1
+                    self.requests.append(SeenRequest(time.monotonic(), handler.command, handler.path, service, region,
+                                                     key_id, len(body), 0, (), f"failed:{rule[1]}"))
+                    break
+            else:
+                rule = None
+        if rule is not None:
+            xml = f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{rule[1]}</Code><Message>injected {rule[1]}</Message></Error>"
+            self._send(handler, int(rule[0]), [("Content-Type", "application/xml")], xml.encode())
+            return
         if answer.startswith("failed:"):
             code = answer.split(":", 1)[1]
             self.requests.append(SeenRequest(time.monotonic(), handler.command, handler.path, service, region, key_id, len(body), 0, (), answer))

@@ -1,0 +1,137 @@
+"""Findings that resolve themselves: each mapping's ``restores:`` (data, request-field equalities)
+matches the event that undoes it; the original finding's id comes back ARCHIVED (ASFF) and
+Resolved (OCSF); a restore that arrives first is remembered; another resource's restore, an
+older restore or a failed one resolves nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from connector.factory import FindingFactory
+from connector.model import RenderedFinding
+from connector.resolve.resolver import is_resolved
+from connector.select import Selector
+from tests.support.records import BOOK, make_record
+from tests.support.restores import restore_record
+
+NOW = datetime(2026, 12, 1, 9, 0, 0, tzinfo=UTC)
+IGW, VPC, OTHER_VPC, ACL = "igw-0123456789abcdef0", "vpc-0123456789abcdef0", "vpc-0fedcba9876543210", "acl-0123456789abcdef0"
+
+
+@pytest.fixture()
+def factory() -> FindingFactory:
+    return FindingFactory.load(clock=lambda: NOW, triage_rules="none", resolve=True)
+
+
+def by_format(items: list[RenderedFinding]) -> dict[str, RenderedFinding]:
+    return {i.format: i for i in items}
+
+
+def detach() -> dict[str, Any]:
+    return make_record("DetachInternetGateway", requestParameters={"internetGatewayId": IGW, "vpcId": VPC})
+
+
+def attach(vpc: str = VPC, **kw: Any) -> dict[str, Any]:
+    return restore_record(detach(), "AttachInternetGateway", {"internetGatewayId": IGW, "vpcId": vpc}, **kw)
+
+
+def assert_resolved(items: list[RenderedFinding], original_id: str, by: str = "arn:aws:iam::123456789012:user/restorer") -> None:
+    docs = by_format(items)
+    assert set(docs) == {"asff", "ocsf"}
+    asff, ocsf = docs["asff"].document, docs["ocsf"].document
+    assert asff["Id"] == original_id and ocsf["finding_info"]["uid"] == original_id
+    assert asff["RecordState"] == "ARCHIVED" and "Workflow" not in asff  # Workflow is the customer's
+    assert asff["ProductFields"]["connector/resolvedBy"] == by
+    assert asff["ProductFields"]["connector/resolvedAt"] == "2026-11-20T11:00:00.000Z"
+    assert ocsf["status_id"] == 4 and ocsf["status"] == "Resolved" and ocsf["activity_id"] == 2
+    assert by in ocsf["status_detail"] and "2026-11-20T11:00:00" in ocsf["status_detail"]
+    assert all(is_resolved(i) for i in items)
+
+
+def test_every_mapping_declares_its_restore_events_and_the_selector_lets_them_in(factory: FindingFactory) -> None:
+    declared = {name: [r.event_name for r in m.restores] for name, m in factory.mappings.items()}
+    assert declared == {name: [r["event"] for r in m.raw["restores"]] for name, m in BOOK.mappings.items()}
+    assert all(declared.values())
+    selector = Selector(factory.event_names)
+    assert selector.matches(attach()) and selector.matches(detach())
+    off = FindingFactory.load(triage_rules="none")
+    assert not Selector(off.event_names).matches(attach())  # off: restore events are not selected
+
+
+def test_restore_resolves_the_original_finding(factory: FindingFactory) -> None:
+    original = by_format(factory.render(detach()))
+    assert original["asff"].document["RecordState"] == "ACTIVE"
+    resolved = factory.render(attach())
+    assert_resolved(resolved, original["asff"].finding_id)
+    asff = by_format(resolved)["asff"].document
+    assert asff["UpdatedAt"] > original["asff"].document["UpdatedAt"]
+    # Everything else is the original's: the deletion's title, resources and event.
+    assert asff["Title"] == original["asff"].document["Title"]
+    assert factory.render(attach()) == []  # once resolved, it is no longer open
+
+
+def test_a_restore_of_another_resource_resolves_nothing(factory: FindingFactory) -> None:
+    factory.render(detach())
+    assert factory.render(attach(vpc=OTHER_VPC)) == []
+    failed = attach()
+    failed["errorCode"] = "Client.UnauthorizedOperation"
+    assert factory.render(failed) == []
+    assert factory.render(attach()) != []  # still open for the right one
+
+
+def test_restore_before_deletion_arrives_first_and_the_finding_is_born_resolved(factory: FindingFactory) -> None:
+    assert factory.render(attach()) == []  # nothing to resolve yet: remembered
+    born = factory.render(detach())
+    assert_resolved(born, born[0].finding_id)
+
+
+def test_a_restore_older_than_the_deletion_does_not_resolve_it(factory: FindingFactory) -> None:
+    assert factory.render(attach(event_time="2026-11-20T09:00:00Z")) == []  # before the 10:15 deletion
+    assert not any(is_resolved(i) for i in factory.render(detach()))
+
+
+@pytest.mark.parametrize(("egress", "number", "resolves"), [(False, 110, True), (True, 110, False), (False, 120, False)])
+def test_network_acl_entry_matches_acl_number_and_direction(factory: FindingFactory, egress: bool, number: int,
+                                                            resolves: bool) -> None:
+    deletion = make_record("DeleteNetworkAclEntry",
+                           requestParameters={"networkAclId": ACL, "ruleNumber": 110, "egress": False})
+    factory.render(deletion)
+    create = restore_record(deletion, "CreateNetworkAclEntry", {
+        "networkAclId": ACL, "ruleNumber": number, "egress": egress, "ruleAction": "deny", "protocol": "6",
+        "cidrBlock": "203.0.113.0/24"})
+    assert bool(factory.render(create)) is resolves
+
+
+def test_keys_from_enrichment_values_match_the_restore_request(factory: FindingFactory) -> None:
+    """NAT gateway, interface and peering match on values the enrichment supplies (the deleted
+    resource's subnet, address, VPCs); here they are set as the enrichment would set them."""
+    resolver = factory.resolver
+    assert resolver is not None
+    cases = {
+        "DeleteNetworkInterface": ({"subnetId": "subnet-0aaa", "privateIp": "10.0.1.50"}, "CreateNetworkInterface",
+                                   {"subnetId": "subnet-0aaa", "privateIpAddress": "10.0.1.50"}, None),
+        "DeleteNatGateway": ({"subnetId": "subnet-0bbb"}, "CreateNatGateway",
+                             {"CreateNatGatewayRequest": {"SubnetId": "subnet-0bbb", "AllocationId": "eipalloc-1"}}, None),
+        "DeleteVpcPeeringConnection": ({"requesterVpcId": VPC, "accepterVpcId": OTHER_VPC}, "AcceptVpcPeeringConnection",
+                                       {"vpcPeeringConnectionId": "pcx-0new"},
+                                       {"vpcPeeringConnection": {"requesterVpcInfo": {"vpcId": VPC},
+                                                                 "accepterVpcInfo": {"vpcId": OTHER_VPC}}}),
+    }
+    for event, (values, restore_event, request, response) in cases.items():
+        deletion = make_record(event)
+        rendered = factory.render(deletion)
+        finding = rendered[0].finding
+        assert resolver.keys_of_finding(factory.mappings[event], finding.values, finding.event) == [], \
+            f"{event}: unenriched, its key is unknown: nothing may match"
+        enriched = [dataclasses.replace(r, finding=dataclasses.replace(r.finding, values={**r.finding.values, **values}))
+                    for r in rendered]
+        resolver.on_finding(factory.mappings[event], enriched)
+        wrong = {**request, "subnetId": "subnet-0other"} if "subnetId" in request else request
+        if wrong is not request:
+            assert factory.render(restore_record(deletion, restore_event, wrong, response=response)) == []
+        assert_resolved(factory.render(restore_record(deletion, restore_event, request, response=response)),
+                        rendered[0].finding_id)

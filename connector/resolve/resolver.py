@@ -86,12 +86,14 @@ class Resolver:
         if finding.outcome != "succeeded":  # nothing was deleted: nothing to restore
             return rendered
         event = finding.event
-        for key in self.keys_of_finding(mapping, finding.values, event):
+        # The event's values, plus what the enrichment read of the deleted resource (its subnet...).
+        values = {**(finding.enrichment.values if finding.enrichment else {}), **finding.values}
+        for key in self.keys_of_finding(mapping, values, event):
             restoration = self.store.take_restore(key)
             # A restore older than the deletion undid an earlier one: not this finding's.
             if restoration is not None and _parse_iso(restoration.at) >= event.event_time:
                 return [resolve(r, restoration, self.clock()) for r in rendered]
-        for key in self.keys_of_finding(mapping, finding.values, event):
+        for key in self.keys_of_finding(mapping, values, event):
             self.store.add_open(key, rendered)
         return rendered
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from connector.factory import FindingFactory
-from connector.model import RenderedFinding
+from connector.model import Enrichment, RenderedFinding
 from connector.resolve.resolver import is_resolved
 from connector.select import Selector
 from tests.support.records import BOOK, make_record
@@ -127,8 +127,8 @@ def test_keys_from_enrichment_values_match_the_restore_request(factory: FindingF
         finding = rendered[0].finding
         assert resolver.keys_of_finding(factory.mappings[event], finding.values, finding.event) == [], \
             f"{event}: unenriched, its key is unknown: nothing may match"
-        enriched = [dataclasses.replace(r, finding=dataclasses.replace(r.finding, values={**r.finding.values, **values}))
-                    for r in rendered]
+        enrichment = Enrichment(status="enriched", values=values)
+        enriched = [dataclasses.replace(r, finding=dataclasses.replace(r.finding, enrichment=enrichment)) for r in rendered]
         resolver.on_finding(factory.mappings[event], enriched)
         wrong = {**request, "subnetId": "subnet-0other"} if "subnetId" in request else request
         if wrong is not request:

@@ -80,3 +80,57 @@ def test_each_restore_archives_its_finding_in_security_hub(ec2: Any, shared_dir:
     assert record_states(originals) == dict.fromkeys(originals, "ARCHIVED")
     _check(shared_dir, "check_asff.py", resolved_docs["asff"], tmp_path, "--strict", "--require-default-product")
     _check(shared_dir, "check_ocsf.py", resolved_docs["ocsf"], tmp_path, "--strict")
+
+
+ANALYST = {"status": "IN_PROGRESS", "assignee": "ana@example.com", "notes": ["checking with the VPC owner"]}
+OWNED = {"Workflow": {"Status": "NOTIFIED"}, "Note": {"Text": "checking", "UpdatedBy": "ana",
+                                                      "UpdatedAt": "2026-11-21T09:00:00.000Z"}}
+
+
+@pytest.mark.opensearch
+def test_resolution_leaves_the_analysts_fields(ec2: Any, opensearch_url: str) -> None:
+    """OpenSearch (a real node): the resolved update is a partial one, the ``analyst`` object stays.
+    Security Hub (moto merges a re-import's top-level keys, see test_analyst_state): the resolved
+    update carries no ``Workflow``, so the analyst's status and note stay."""
+    import uuid
+
+    from opensearchpy import OpenSearch
+
+    from connector.config import OpenSearchSettings
+    from connector.sinks.opensearch.sink import OpenSearchSink
+
+    s = network.internet_gateway(ec2)
+    factory = FindingFactory.load(triage_rules="none", resolve=True)
+    original = {r.format: r for r in factory.render(s.record)}
+    prefix = f"rs{uuid.uuid4().hex[:8]}-idx"
+    store = OpenSearchSink(OpenSearchSettings(url=opensearch_url, index_prefix=prefix), workers=1)
+    hub = SecurityHubSink(sessions=SessionCache(), region=REGION)
+    assert [r.outcome.value for r in store.send(list(original.values()))] == ["ok", "ok"]
+    assert [r.outcome.value for r in hub.send([original["asff"]])] == ["ok"]
+    client = OpenSearch(hosts=[opensearch_url])
+    client.indices.refresh(index=f"{prefix}-*")
+    hits = client.search(index=f"{prefix}-*", body={"query": {"ids": {"values": [original["ocsf"].finding_id]}}})
+    located = [(h["_index"], h["_id"]) for h in hits["hits"]["hits"]]
+    assert len(located) == 2
+    for index, doc_id in located:
+        client.update(index=index, id=doc_id, body={"doc": {"analyst": ANALYST}})
+    shub = boto3.client("securityhub", region_name=REGION)
+    stored = shub.get_findings(Filters={"Id": [{"Value": original["asff"].finding_id, "Comparison": "EQUALS"}]})
+    assert shub.batch_import_findings(Findings=[{**stored["Findings"][0], **OWNED}])["SuccessCount"] == 1
+
+    resolved = factory.render(restore_of(s, ec2))
+    assert [r.outcome.value for r in store.send(resolved)] == ["ok", "ok"]
+    assert [r.outcome.value for r in hub.send([r for r in resolved if r.format == "asff"])] == ["ok"]
+
+    client.indices.refresh(index=f"{prefix}-*")
+    docs = {index: client.get(index=index, id=doc_id)["_source"] for index, doc_id in located}
+    for doc in docs.values():
+        assert doc["analyst"] == ANALYST
+    ocsf = next(d for d in docs.values() if "status_id" in d)
+    assert ocsf["status_id"] == 4 and ocsf["status"] == "Resolved"
+    asff = next(d for d in docs.values() if "RecordState" in d)
+    assert asff["RecordState"] == "ARCHIVED"
+    after = shub.get_findings(Filters={"Id": [{"Value": original["asff"].finding_id, "Comparison": "EQUALS"}]})["Findings"][0]
+    assert after["RecordState"] == "ARCHIVED"
+    for field, value in OWNED.items():
+        assert after[field] == value, field

@@ -387,7 +387,7 @@ class Pipeline:
         for index, sink in enumerate(self.sinks):
             with self._cache_lock:
                 batch = [item for key, item in pending.items()
-                         if item.format in sink.formats and (index, *key) not in self._held_by]
+                         if item.format in sink.formats and (index, *_seen_key(item)) not in self._held_by]
             for key, result in self._deliver(index, batch).items():
                 if result.outcome is Outcome.RETRYABLE:
                     failed_keys.setdefault(key, f"{sink.name}: {result.error}")
@@ -395,7 +395,7 @@ class Pipeline:
                     permanent.setdefault(key, []).append(f"{sink.name}: {result.error}")
                 else:
                     with self._cache_lock:
-                        self._held_by[(index, *key)] = True
+                        self._held_by[(index, *_seen_key(pending[key]))] = True
         return failed_keys, permanent
 
     @staticmethod

@@ -92,6 +92,7 @@ class Resolver:
             restoration = self.store.take_restore(key)
             # A restore older than the deletion undid an earlier one: not this finding's.
             if restoration is not None and _parse_iso(restoration.at) >= event.event_time:
+                self.store.add_restore(key, restoration)  # a redelivered deletion stays resolved
                 return [resolve(r, restoration, self.clock()) for r in rendered]
         for key in self.keys_of_finding(mapping, values, event):
             self.store.add_open(key, rendered)
@@ -115,10 +116,10 @@ class Resolver:
             resolved = [r for r in opened if r.finding.event.event_time <= event.event_time]
             if later:  # deleted again after this restore: still open
                 self.store.add_open(key, later)
-            if resolved:
-                out.extend(resolve(r, restoration, self.clock()) for r in resolved)
-            else:
-                self.store.add_restore(key, restoration)
+            out.extend(resolve(r, restoration, self.clock()) for r in resolved)
+            # Remembered either way: the deletion may arrive later (out of order), or again (a
+            # redelivery or replay after the repeat cache forgot it), and must come out resolved.
+            self.store.add_restore(key, restoration)
         return out
 
 

@@ -72,6 +72,8 @@ def test_restore_resolves_the_original_finding(factory: FindingFactory) -> None:
     # Everything else is the original's: the deletion's title, resources and event.
     assert asff["Title"] == original["asff"].document["Title"]
     assert factory.render(attach()) == []  # once resolved, it is no longer open
+    again = factory.render(detach())  # the deletion redelivered or replayed: still resolved
+    assert_resolved(again, original["asff"].finding_id)
 
 
 def test_a_restore_of_another_resource_resolves_nothing(factory: FindingFactory) -> None:
@@ -135,3 +137,34 @@ def test_keys_from_enrichment_values_match_the_restore_request(factory: FindingF
             assert factory.render(restore_record(deletion, restore_event, wrong, response=response)) == []
         assert_resolved(factory.render(restore_record(deletion, restore_event, request, response=response)),
                         rendered[0].finding_id)
+
+
+def test_the_pipeline_delivers_the_resolved_update_despite_its_repeat_cache(tmp_path: Any) -> None:
+    """The resolved update has the original's id: the dedupe cache must not take it for a repeat,
+    whether it comes in a later batch or in the same one as its deletion."""
+    from connector.config import LimitSettings
+    from connector.deadletters.file import FileDeadLetters
+    from connector.envelopes import Decoder
+    from connector.pipeline import Pipeline
+    from tests.unit.test_pipeline import RecordingSink, message
+
+    def pipeline(sink: RecordingSink) -> Pipeline:
+        factory = FindingFactory.load(triage_rules="none", resolve=True)
+        selector = Selector(factory.event_names)
+        return Pipeline(factory=factory, decoder=Decoder(LimitSettings(), prefilter=selector.pattern),
+                        selector=selector, sinks=[sink], dead_letters=FileDeadLetters(f"file://{tmp_path}/dlq"))
+
+    later = RecordingSink()
+    p = pipeline(later)
+    p.handle([message(1, detach())])
+    (key,) = {k for k in later.held if k[1] == "asff"}
+    assert later.held[key]["RecordState"] == "ACTIVE"
+    p.handle([message(2, attach())])
+    assert later.held[key]["RecordState"] == "ARCHIVED"
+    assert later.held[(key[0], "ocsf")]["status_id"] == 4
+    p.handle([message(3, detach())])  # a redelivery of the deletion: the resolved one stands
+    assert later.held[key]["RecordState"] == "ARCHIVED"
+
+    same = RecordingSink()
+    pipeline(same).handle([message(1, detach(), attach())])
+    assert same.held[key]["RecordState"] == "ARCHIVED" and same.held[(key[0], "ocsf")]["status_id"] == 4

@@ -168,3 +168,25 @@ def test_the_pipeline_delivers_the_resolved_update_despite_its_repeat_cache(tmp_
     same = RecordingSink()
     pipeline(same).handle([message(1, detach(), attach())])
     assert same.held[key]["RecordState"] == "ARCHIVED" and same.held[(key[0], "ocsf")]["status_id"] == 4
+
+
+@pytest.mark.parametrize(("name", "deletion", "values"), [
+    ("AcceptVpcPeeringConnection", "DeleteVpcPeeringConnection", ("requesterVpcId", "accepterVpcId")),
+    ("CreateNetworkInterface", "DeleteNetworkInterface", ("subnetId", "privateIp")),
+    ("AttachInternetGateway", "DetachInternetGateway", ("internetGatewayId", "vpcId")),
+])
+def test_real_restore_records_yield_their_key(factory: FindingFactory, corpus_dir: Any, name: str, deletion: str,
+                                              values: tuple[str, ...]) -> None:
+    """Public records of the restore events (the corpus's negatives) carry every match value."""
+    import json
+
+    from connector.events import parse_event
+
+    path = corpus_dir / "negatives" / f"{name}-wwalpha-aws-spotlight-1.json"
+    doc = json.loads(path.read_text())
+    record = doc["Records"][0] if "Records" in doc else doc
+    resolver = factory.resolver
+    assert resolver is not None
+    keys = resolver.keys_of_restore(parse_event(record))
+    assert len(keys) == 1 and json.loads(keys[0])[0] == deletion
+    assert [k for k, _ in json.loads(keys[0])[3]] == sorted(values)

@@ -190,3 +190,22 @@ def test_real_restore_records_yield_their_key(factory: FindingFactory, corpus_di
     keys = resolver.keys_of_restore(parse_event(record))
     assert len(keys) == 1 and json.loads(keys[0])[0] == deletion
     assert [k for k, _ in json.loads(keys[0])[3]] == sorted(values)
+
+
+@pytest.mark.parametrize(("mutate", "where", "reason"), [
+    (lambda d: d["restores"][0]["match"].update(subnetID=["requestParameters.subnetId"]),
+     "$.restores[0].match.subnetID", "not a value of this mapping's finding"),
+    (lambda d: d["restores"][0]["match"]["subnetId"].append("requestParameters.[[["),
+     "$.restores[0].match.subnetId[4]", "JMESPath"),
+    (lambda d: d["restores"][0].update(event="create nat"), "$.restores[0].event", "does not match"),
+    (lambda d: d["restores"][0].update(match={}), "$.restores[0].match", "empty"),
+])
+def test_a_broken_restores_section_names_file_path_and_reason(tmp_path: Any, mutate: Any, where: str,
+                                                             reason: str) -> None:
+    from connector.errors import MappingFileError
+    from connector.mapping import load_mappings
+    from tests.unit.test_mapping_files import broken_copy
+
+    with pytest.raises(MappingFileError) as info:
+        load_mappings(broken_copy(tmp_path, mutate))
+    assert info.value.path == where and reason in info.value.reason, str(info.value)

@@ -77,7 +77,8 @@ def build_stages(
     factory = FindingFactory.load(mappings_dir or settings.mappings_dir or None, settings.securityhub.product_arn,
                                   triage_rules=triage_rules if triage_rules is not None else settings.triage.rules_file,
                                   sightings=first_seen if first_seen is not None else sightings(settings),
-                                  enricher=build_enricher(settings), dashboards_link=dashboards_link(settings))
+                                  enricher=build_enricher(settings), dashboards_link=dashboards_link(settings),
+                                  resolve=settings.resolution.enabled, resolve_max_entries=settings.resolution.max_entries)
     selector = Selector(factory.event_names, since=since, until=until)
     trust = S3Trust.parse(settings.s3.trail_buckets).with_locations(trusted_locations)
     decoder = Decoder(settings.limits, s3_client=s3, prefilter=selector.pattern if prefilter else None, s3_trust=trust)

@@ -197,6 +197,16 @@ class EnrichmentSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ResolutionSettings:
+    """Findings that resolve themselves (connector/resolve/): the mappings' ``restores:`` events
+    are selected too, and mark the finding they undo resolved. In memory (one worker)."""
+
+    enabled: bool = False
+    #: Open findings (and early restores) remembered, the oldest forgotten first.
+    max_entries: int = _setting(100_000, minimum=1, maximum=10_000_000)
+
+
+@dataclass(frozen=True, slots=True)
 class TriageSettings:
     #: Context and suppression rules: "" the shipped deploy/triage-rules.yaml, "none" off, or a path.
     rules_file: str = ""
@@ -240,6 +250,7 @@ class Settings:
     triage: TriageSettings = field(default_factory=TriageSettings)
     correlation: CorrelationSettings = field(default_factory=CorrelationSettings)
     enrichment: EnrichmentSettings = field(default_factory=EnrichmentSettings)
+    resolution: ResolutionSettings = field(default_factory=ResolutionSettings)
 
 
 # ---- the schema, generated from the dataclasses -------------------------------------------------

@@ -25,6 +25,7 @@ from connector.validate import validate
 if TYPE_CHECKING:
     from connector.enrich.engine import Enricher
     from connector.render.links import DashboardsLink
+    from connector.resolve.resolver import Resolver
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,21 +45,32 @@ class FindingFactory:
     enricher: Enricher | None = None
     #: Points ASFF ``Recommendation.Url`` at the finding in the SOC's Dashboards; None = the docs.
     dashboards_link: DashboardsLink | None = None
+    #: Findings that resolve themselves (connector/resolve/): restore events let in; None = off.
+    resolver: Resolver | None = None
 
     @classmethod
     def load(cls, mappings_dir: str | None = None, product_arn_template: str = "",
              clock: Callable[[], datetime] | None = None, *, triage_rules: str = "",
              sightings: SightingStore | None = None, enricher: Enricher | None = None,
-             dashboards_link: DashboardsLink | None = None) -> FindingFactory:
-        """``triage_rules`` as the ``triage.rules_file`` setting: "" the shipped file, "none" off."""
+             dashboards_link: DashboardsLink | None = None, resolve: bool = False,
+             resolve_max_entries: int = 100_000) -> FindingFactory:
+        """``triage_rules`` as the ``triage.rules_file`` setting: "" the shipped file, "none" off.
+        ``resolve``: the ``resolution.enabled`` setting."""
         mappings = load_mappings(mappings_dir or None)
         clock = clock or (lambda: datetime.now(UTC))
+        resolver = None
+        if resolve:
+            from connector.resolve.resolver import Resolver
+            from connector.resolve.store import MemoryResolutionStore
+
+            resolver = Resolver(mappings, MemoryResolutionStore(resolve_max_entries), clock=clock)
         return cls(mappings, product_arn_template, clock, load_triage(triage_rules, store=sightings, clock=clock),
-                   enricher, dashboards_link)
+                   enricher, dashboards_link, resolver)
 
     @property
     def event_names(self) -> tuple[str, ...]:
-        return tuple(sorted(self.mappings))
+        restores = self.resolver.restore_events if self.resolver is not None else frozenset()
+        return tuple(sorted(set(self.mappings) | restores))
 
     def neutral(self, record: Mapping[str, Any], *, origin: str = "") -> tuple[CloudTrailEvent, EventMapping, Finding]:
         """The event, its mapping and the mapping's finding, enriched when that is on (before triage)."""
@@ -76,7 +88,15 @@ class FindingFactory:
         return event, mapping, finding
 
     def render(self, record: Mapping[str, Any], *, origin: str = "") -> list[RenderedFinding]:
-        """One ``RenderedFinding`` per format; raises InvalidRecord / ValidationFailed with the id."""
+        """One ``RenderedFinding`` per format; raises InvalidRecord / ValidationFailed with the id.
+
+        With resolution on, a restore event gives the resolved updates of the findings it undoes."""
+        if self.resolver is not None and record.get("eventName") not in self.mappings \
+                and record.get("eventName") in self.resolver.restore_events:
+            resolved = self.resolver.on_restore(record, origin=origin)
+            for item in resolved:
+                validate(item.format, item.document, record_id=item.finding.event.event_id)
+            return resolved
         event, _, finding = self.neutral(record, origin=origin)
         triage: TriageResult | None = None
         if self.triage is not None:
@@ -102,4 +122,9 @@ class FindingFactory:
         for name in FORMATS:
             validate(name, documents[name], record_id=event.event_id)
             rendered.append(RenderedFinding(finding.id, name, documents[name], finding))
+        if self.resolver is not None:
+            rendered = self.resolver.on_finding(self.mappings[event.event_name], rendered)
+            for item in rendered:
+                if item.document is not documents[item.format]:  # resolved already: check it too
+                    validate(item.format, item.document, record_id=event.event_id)
         return rendered

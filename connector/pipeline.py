@@ -25,6 +25,7 @@ from connector.envelopes import DecodeFailure, Decoder, Skipped
 from connector.errors import ConnectorError, DeliveryError
 from connector.factory import FindingFactory
 from connector.model import DeadLetter, DeliveryResult, Outcome, RenderedFinding, SourceMessage
+from connector.resolve.resolver import is_resolved
 from connector.select import Selector
 from connector.sinks import Sink
 from connector.sinks.breaker import BreakerState, SinkBreaker
@@ -73,6 +74,11 @@ def _undecodable(message: SourceMessage, exc: Exception) -> DeadLetter:
 
 def _key(item: RenderedFinding) -> tuple[str, str]:
     return item.finding_id, item.format
+
+
+def _seen_key(item: RenderedFinding) -> tuple[str, str]:
+    """The dedupe key: a finding's resolved update (connector/resolve) is not a repeat of it."""
+    return item.finding_id, item.format + ("/resolved" if is_resolved(item) else "")
 
 
 def _observe_delivery(sink: str, items: list[RenderedFinding], out: Mapping[tuple[str, str], DeliveryResult]) -> None:
@@ -360,9 +366,10 @@ class Pipeline:
         unique: dict[tuple[str, str], RenderedFinding] = {}
         for w in work:
             for item in w.rendered:
-                unique.setdefault(_key(item), item)
+                if is_resolved(item) or _key(item) not in unique:  # the resolved version wins
+                    unique[_key(item)] = item
         with self._cache_lock:
-            pending = {k: v for k, v in unique.items() if k not in self._delivered}
+            pending = {k: v for k, v in unique.items() if _seen_key(v) not in self._delivered}
         metrics.DUPLICATES.inc(len(unique) - len(pending))
         return pending
 
@@ -380,7 +387,7 @@ class Pipeline:
         for index, sink in enumerate(self.sinks):
             with self._cache_lock:
                 batch = [item for key, item in pending.items()
-                         if item.format in sink.formats and (index, *key) not in self._held_by]
+                         if item.format in sink.formats and (index, *_seen_key(item)) not in self._held_by]
             for key, result in self._deliver(index, batch).items():
                 if result.outcome is Outcome.RETRYABLE:
                     failed_keys.setdefault(key, f"{sink.name}: {result.error}")
@@ -388,7 +395,7 @@ class Pipeline:
                     permanent.setdefault(key, []).append(f"{sink.name}: {result.error}")
                 else:
                     with self._cache_lock:
-                        self._held_by[(index, *key)] = True
+                        self._held_by[(index, *_seen_key(pending[key]))] = True
         return failed_keys, permanent
 
     @staticmethod
@@ -450,7 +457,7 @@ class Pipeline:
             with self._cache_lock:
                 for item in w.rendered:
                     if _key(item) not in permanent:
-                        self._delivered[_key(item)] = True
+                        self._delivered[_seen_key(item)] = True
 
     def check(self) -> None:
         for sink in self.sinks:

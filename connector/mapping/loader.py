@@ -25,6 +25,7 @@ from connector.errors import MappingFileError
 from connector.mapping.formats import COMMON_FORMATS
 from connector.model import Attack
 from connector.paths import mappings_dir, schemas_dir
+from connector.resolve.spec import RestoreSpec, parse_restores
 
 #: Values every template may use besides the mapping's own fields (see engine.common_values).
 COMMON_VARIABLES = frozenset(
@@ -145,6 +146,8 @@ class EventMapping:
     attempt: AttemptSpec
     #: The ``enrichment:`` section (connector/enrich/), or None.
     enrichment: EnrichmentSpec | None = None
+    #: The ``restores:`` section (connector/resolve/): the events that undo this deletion.
+    restores: tuple[RestoreSpec, ...] = ()
 
     @property
     def optional_values(self) -> frozenset[str]:
@@ -337,6 +340,7 @@ def load_mapping_file(path: Path, attempt: AttemptSpec | None = None) -> EventMa
         formats=formats,
         attempt=attempt or load_attempt(path.parent),
         enrichment=enrichment,
+        restores=parse_restores(doc.get("restores"), file=file, values=set(fields) | COMMON_VARIABLES | enriched),
     )
 
 

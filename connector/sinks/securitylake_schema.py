@@ -95,7 +95,8 @@ SCHEMA = pa.schema([
     pa.field("class_uid", INT), pa.field("class_name", STRING),
     pa.field("type_uid", LONG), pa.field("type_name", STRING),
     pa.field("severity_id", INT), pa.field("severity", STRING),
-    pa.field("status_id", INT), pa.field("status", STRING), pa.field("status_detail", STRING),
+    pa.field("status_id", INT), pa.field("status", STRING), pa.field("status_code", STRING),
+    pa.field("status_detail", STRING),
     pa.field("time", LONG), pa.field("timezone_offset", INT),
     pa.field("message", STRING), pa.field("is_alert", BOOL),
     pa.field("confidence_id", INT), pa.field("confidence", STRING),
@@ -106,6 +107,7 @@ SCHEMA = pa.schema([
     pa.field("evidences", _list(_EVIDENCE)),
     pa.field("resources", _list(_RESOURCE)),
     pa.field("remediation", _REMEDIATION),
+    pa.field("observables", _list(_struct(name=STRING, type_id=INT, type=STRING, value=STRING))),
     pa.field("raw_data", STRING),
     pa.field("unmapped", STRING),  # JSON text (see the module docstring)
 ])

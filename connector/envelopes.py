@@ -38,7 +38,7 @@ from connector.record_split import (
     select_records,
     stream_log_file,
 )
-from connector.trust import S3Trust, location_problem, safe_display
+from connector.trust import S3Trust, location_problem
 
 __all__ = ["Buffer", "DecodeFailure", "DecodedRecord", "Decoder", "Item", "Skipped", "gunzip", "json_depth_exceeds"]
 
@@ -537,8 +537,9 @@ class Decoder:
         # Checked before anything is fetched: the reason names the object, the letter holds none of it.
         refusal = location_problem(bucket, key) if self.s3_trust is None else self.s3_trust.refusal(bucket, key)
         if refusal is not None:
-            where = f"{origin}>s3://{safe_display(bucket, 80)}/{safe_display(key, 200)}"
-            yield self._fail(DecodeError(refusal, record_id=where), b"", where)
+            # Named by where the notice was found: the refused bucket and key (attacker's text,
+            # perhaps "../") are only in the reason, shown safely.
+            yield self._fail(DecodeError(refusal, record_id=origin), b"", origin)
             return
         where = f"{origin}>s3://{bucket}/{key}"
         if self.s3 is None:

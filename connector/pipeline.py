@@ -297,7 +297,7 @@ class Pipeline:
         other; a message whose teardown was not delivered is kept for redelivery."""
         assert self.correlator is not None
         ok = [w for w in work if not w.failed]
-        retry = self.correlator.process([i.finding for w in ok for i in w.rendered], self._deliver_everywhere,
+        retry = self.correlator.process([i.finding for w in ok for i in w.rendered], self._deliver_updates,
                                         self.dead_letters.put)
         for w in ok:
             if any(i.finding_id in retry for i in w.rendered):
@@ -373,8 +373,16 @@ class Pipeline:
         metrics.DUPLICATES.inc(len(unique) - len(pending))
         return pending
 
-    def _deliver_everywhere(
+    def _deliver_updates(
         self, pending: dict[tuple[str, str], RenderedFinding]
+    ) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], list[str]]]:
+        """A new version of a finding every sink may already hold under its id (a teardown finding
+        with more members): sent to every sink, and not remembered as held (the next version must
+        go out too)."""
+        return self._deliver_everywhere(pending, versioned=True)
+
+    def _deliver_everywhere(
+        self, pending: dict[tuple[str, str], RenderedFinding], *, versioned: bool = False
     ) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], list[str]]]:
         """Every sink gets the renderings it takes (minus those it already holds from an earlier
         attempt); returns what must be retried (with why) and what was refused.
@@ -386,14 +394,16 @@ class Pipeline:
         permanent: dict[tuple[str, str], list[str]] = {}
         for index, sink in enumerate(self.sinks):
             with self._cache_lock:
-                batch = [item for key, item in pending.items()
-                         if item.format in sink.formats and (index, *_seen_key(item)) not in self._held_by]
+                batch = [item for item in pending.values() if item.format in sink.formats
+                         and (versioned or (index, *_seen_key(item)) not in self._held_by)]
+            if not batch:
+                continue
             for key, result in self._deliver(index, batch).items():
                 if result.outcome is Outcome.RETRYABLE:
                     failed_keys.setdefault(key, f"{sink.name}: {result.error}")
                 elif result.outcome is Outcome.PERMANENT:
                     permanent.setdefault(key, []).append(f"{sink.name}: {result.error}")
-                else:
+                elif not versioned:
                     with self._cache_lock:
                         self._held_by[(index, *_seen_key(pending[key]))] = True
         return failed_keys, permanent

@@ -111,8 +111,13 @@ def test_two_consumers_one_teardown_then_updated_after_restart(aws_env: MotoServ
         sqs.send_message_batch(QueueUrl=queue, Entries=[
             {"Id": str(i), "MessageBody": deletion(tag, i, principal)} for i in range(8)])
         wait_for(lambda: queue_depth(queue) == 0, timeout=90)
-        wait_for(lambda: (s := state(tag, arn)) and len(s[0]) == 8 and len(s[1]) == 1 and related(s[1][0]) == s[0],
-                 timeout=30)
+        try:
+            wait_for(lambda: (s := state(tag, arn)) and len(s[0]) == 8 and len(s[1]) == 1 and related(s[1][0]) == s[0],
+                     timeout=30)
+        except AssertionError:
+            members, teardowns = state(tag, arn)
+            raise AssertionError(f"{len(members)} members, {len(teardowns)} teardowns; logs:\n"
+                                 + "\n".join(service_log(p)[-3000:] for p in procs)) from None
         time.sleep(1.5)  # anything still in flight would show now
         members, teardowns = state(tag, arn)
         logs = [service_log(p) for p in procs]

@@ -86,6 +86,14 @@ class SqsSource:
         #: receipt handle. They wait while the runner is busy, so ``keep_alive`` extends them too:
         #: otherwise a slow sink would let them time out and be received a second time.
         self._held: dict[str, SourceMessage] = {}
+        #: Every message received and neither acknowledged nor released yet: message id → its
+        #: newest receipt handle. A message whose visibility ran out while it was still being
+        #: delivered (a heartbeat stalled under load) is received again; that copy is not handed
+        #: out a second time (it would be delivered twice), its receipt replaces the old one,
+        #: which SQS may no longer honour for the delete.
+        self._live: dict[str, str] = {}
+        #: Copies dropped that way (for logs and tests).
+        self.received_again = 0
         self._started = False
         #: The pollers' last receive failed with this (after their retries); None once one works.
         self._failure: Exception | None = None
@@ -155,6 +163,7 @@ class SqsSource:
             with self._lock:
                 self._failure = None
                 self._idle[index] = not messages
+                messages = self._first_copies(messages)
                 self._held.update((m.ack_token, m) for m in messages)
             for message in messages:
                 while not self._stop.is_set():
@@ -168,6 +177,32 @@ class SqsSource:
                     with self._lock:
                         self._held.pop(message.ack_token, None)
                     self.release([message], delay=0)
+
+    def _first_copies(self, messages: list[SourceMessage]) -> list[SourceMessage]:
+        """The messages not already in this process's hands; for the others, keep the newer
+        receipt. Called with the lock held."""
+        fresh = []
+        for message in messages:
+            if message.id in self._live:
+                self._live[message.id] = message.ack_token
+                self.received_again += 1
+                log.info("message %s was received again while still being delivered (its visibility ran out); "
+                         "the copy is not delivered twice, its newer receipt acknowledges it", message.id)
+                continue
+            self._live[message.id] = message.ack_token
+            fresh.append(message)
+        return fresh
+
+    def _entries(self, messages: Sequence[SourceMessage], *, settle: bool, **extra: Any) -> list[dict[str, Any]]:
+        """Batch entries with each message's newest receipt; ``settle`` forgets the messages
+        (acknowledged or released: a later receive of one is a new delivery)."""
+        with self._lock:
+            tokens = [self._live.get(m.id, m.ack_token) for m in messages]
+            if settle:
+                for message in messages:
+                    self._live.pop(message.id, None)
+        return [{"Id": _entry_id(i, m), "ReceiptHandle": token, **extra}
+                for i, (m, token) in enumerate(zip(messages, tokens))]
 
     def _read_redrive_policy(self) -> None:
         """The queue's ``maxReceiveCount``, so a message on its last receive is dead-lettered by
@@ -278,16 +313,13 @@ class SqsSource:
             raise SourceError(f"{operation}: {len(refused)} of {len(entries)} entries failed ({'; '.join(refused[:5])})")
 
     def ack(self, messages: Sequence[SourceMessage]) -> None:
-        entries = [{"Id": _entry_id(i, m), "ReceiptHandle": m.ack_token} for i, m in enumerate(messages)]
+        entries = self._entries(messages, settle=True)
         if entries:
             self._batch_call("delete_message_batch", entries)
             metrics.ACKED.labels("sqs").inc(len(entries))
 
     def release(self, messages: Sequence[SourceMessage], delay: int = RELEASE_DELAY_SECONDS) -> None:
-        entries = [
-            {"Id": _entry_id(i, m), "ReceiptHandle": m.ack_token, "VisibilityTimeout": delay}
-            for i, m in enumerate(messages)
-        ]
+        entries = self._entries(messages, settle=True, VisibilityTimeout=delay)
         if entries:
             try:
                 self._batch_call("change_message_visibility_batch", entries)
@@ -300,10 +332,7 @@ class SqsSource:
         given = {m.ack_token for m in messages}
         with self._lock:
             held = [m for m in self._held.values() if m.ack_token not in given]
-        entries = [
-            {"Id": _entry_id(i, m), "ReceiptHandle": m.ack_token, "VisibilityTimeout": self.visibility_timeout}
-            for i, m in enumerate([*messages, *held])
-        ]
+        entries = self._entries([*messages, *held], settle=False, VisibilityTimeout=self.visibility_timeout)
         if entries:
             try:
                 self._batch_call("change_message_visibility_batch", entries)

@@ -91,6 +91,29 @@ def test_slow_delivery_is_not_redelivered(aws_env: MotoServer, tmp_path: Path) -
     assert queue_depth(queue) == 0
 
 
+def test_a_message_received_again_while_in_hand_is_not_handed_out_twice(aws_env: MotoServer) -> None:
+    """Seen in CI under load: a heartbeat stalled, the visibility ran out mid-delivery and the
+    message was received again and imported twice. The second copy is now dropped, and the
+    acknowledgement of the first uses the newer receipt, so the message is deleted."""
+    queue, _ = make_queues(f"again-{uuid.uuid4().hex[:8]}")
+    [sent] = send_events(queue, "again", 1)
+    source = SqsSource(queue, pollers=1, wait_seconds=1, visibility_timeout=1)
+    try:
+        first: list = []
+        wait_for(lambda: bool(first.extend(source.receive()) or first), timeout=20)
+        assert [m.id for m in first] and len(first) == 1
+        # No keep_alive: the visibility runs out and the poller receives the message again.
+        wait_for(lambda: source.received_again > 0, timeout=20)
+        assert source.receive() == [] and source.receive() == [], "the second copy was handed out"
+        source.ack(first)
+    finally:
+        source.close()
+    time.sleep(2)  # past the visibility timeout of any receive: a message not deleted is back
+    depth = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
+    assert sum(int(v) for v in depth["Attributes"].values()) == 0, f"{sent} not deleted by the newer receipt"
+
+
 def test_a_sink_that_is_down_causes_redelivery_not_loss(aws_env: MotoServer, tmp_path: Path) -> None:
     queue, dlq = make_queues(f"down-{uuid.uuid4().hex[:8]}")
     ids = send_events(queue, "down", 5)

@@ -18,8 +18,11 @@ from urllib.parse import urlsplit
 
 from connector.config import Settings
 
-#: ``us-east-1``, ``us-gov-west-1``, ``cn-north-1``, ``eu-isoe-west-1``, ``ap-southeast-5``.
-REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+#: AWS Region names, the one definition every check uses: ``us-east-1``, ``us-gov-west-1``,
+#: ``cn-north-1``, ``eu-isoe-west-1``, ``us-iso-east-1``, ``eusc-de-east-1``. A shape, not a
+#: list: new Regions appear every year, but never with ``/``, ``.``, spaces or capitals.
+REGION_PATTERN = r"[a-z]{2,4}(?:-[a-z]{1,20}){1,3}-[0-9]{1,2}"
+REGION = re.compile(rf"^{REGION_PATTERN}\Z")  # \Z: "$" would let a trailing newline through
 
 
 def region_of(locator: str) -> str | None:

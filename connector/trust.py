@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from connector.aws_region import REGION
 from connector.errors import ConfigError
 
 __all__ = [
@@ -47,7 +48,7 @@ CLOUDTRAIL_KEY = re.compile(
 )
 #: Region names: two or more letters, dash-separated words, a number (and test regions' suffix).
 #: Shape, not a list: new regions appear every year, but never with ``/``, ``.`` or spaces.
-_REGION = re.compile(r"^[a-z]{2,10}(?:-[a-z]{1,20}){1,3}-\d{1,2}[a-z]?$")
+_REGION = REGION
 #: CloudTrail event ids are UUIDs; other exporters use ``shard:sequence``. No ``/``, no spaces.
 _EVENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._+=@-]{0,255}$")
 #: The AWS partitions (https://docs.aws.amazon.com/whitepapers/latest/aws-fault-isolation-boundaries/partitions.html).

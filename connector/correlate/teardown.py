@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from connector.aws_region import REGION
 from connector.mapping.engine import PRODUCT_NAME
 from connector.model import (
     AffectedResource,
@@ -41,7 +42,6 @@ MAPPING_ID = "network-teardown"
 MAPPING_VERSION = "1"
 EVENT_NAME = "NetworkTeardown"
 VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
-REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
 ACCESS_KEY = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,124}$")
 ASFF_TYPES = ("Effects/Denial of Service/Network Teardown", "Unusual Behaviors/User/Burst of Network Deletions")
 OCSF_TYPES = ("Network Teardown", "Correlated Network Deletions")

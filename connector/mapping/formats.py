@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from connector.aws_region import REGION_PATTERN
+
 _HEX_ID = r"[0-9a-f]{8}(?:[0-9a-f]{9})?"
 
 #: kind → full-match pattern. Names follow the AWS resource they identify.
@@ -27,7 +29,7 @@ VALUE_FORMATS: dict[str, re.Pattern[str]] = {
         "vpc-endpoint-id": rf"vpce-{_HEX_ID}",
         "allocation-id": rf"eipalloc-{_HEX_ID}",
         "account-id": r"[0-9]{12}",
-        "region": r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}",
+        "region": REGION_PATTERN,
         "partition": r"aws(?:-cn|-us-gov|-iso(?:-[a-z])?)?",
         "rule-number": r"(?:[1-9][0-9]{0,3}|[12][0-9]{4}|3[01][0-9]{3}|32[0-6][0-9]{2}|327[0-5][0-9]|3276[0-6])",
         "cli-direction": r"--(?:egress|ingress)",

@@ -59,6 +59,7 @@ import orjson
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from connector.aws_region import REGION_PATTERN
 from connector.config import SecurityLakeSettings, Settings
 from connector.errors import ConfigError, DeliveryError
 
@@ -83,7 +84,7 @@ LOCATION = re.compile(
     r"(?:/[A-Za-z0-9_.-]{1,32})?)/?"
 )
 #: AWS Region names: us-east-1, eu-central-2, us-gov-west-1, cn-northwest-1, us-iso-east-1, eusc-de-east-1 ...
-REGION = re.compile(r"[a-z]{2,4}(?:-[a-z]+){1,3}-[0-9]{1,2}")
+REGION = re.compile(REGION_PATTERN)
 ACCOUNT = re.compile(r"[0-9]{12}")
 #: Epoch milliseconds between 2000 and 2100: anything else is not a CloudTrail event time.
 TIME_RANGE = (946_684_800_000, 4_102_444_800_000)

@@ -67,6 +67,11 @@ class Resolver:
                 keys.append(key)
         return keys
 
+    @staticmethod
+    def missing_values(mapping: EventMapping, values: Mapping[str, str]) -> list[str]:
+        """The match values no restore spec of ``mapping`` could be keyed without."""
+        return sorted({n for spec in mapping.restores for n in spec.match if not values.get(n)})
+
     def keys_of_restore(self, event: CloudTrailEvent) -> list[str]:
         keys = []
         for mapping, spec in self.by_restore.get(event.event_name, ()):
@@ -97,6 +102,9 @@ class Resolver:
         # The event's values, plus what the enrichment read of the deleted resource (its subnet...).
         values = {**(finding.enrichment.values if finding.enrichment else {}), **finding.values}
         keys = self.keys_of_finding(mapping, values, event)
+        if not keys:  # a match value is unknown: say why the finding cannot resolve itself
+            return [unresolvable(r, self.missing_values(mapping, values), enriched=finding.enrichment is not None)
+                    for r in rendered]
         at = _iso(event.event_time)
         try:
             for key in keys:
@@ -139,6 +147,25 @@ class Resolver:
             opened = self.store.take_open(key, until=restoration.at)
             out.extend(resolve(r, restoration, self.clock()) for r in opened)
         return out
+
+
+def unresolvable(item: RenderedFinding, missing: list[str], *, enriched: bool) -> RenderedFinding:
+    """A copy that says it cannot resolve itself, and why: the restore event names the resource
+    by values (the NAT gateway's subnet, the interface's address, the peering's VPCs) that the
+    deletion record lacks and only the enrichment reads."""
+    why = (f"Cannot resolve itself: the restore event is matched on {', '.join(missing)}, which the "
+           "deletion record does not carry; "
+           + ("the enrichment did not find them." if enriched else "they come from the enrichment, which is off "
+              "(CONNECTOR_ENRICHMENT_ENABLED=true)."))
+    document = copy.deepcopy(dict(item.document))
+    if item.format == "asff":
+        fields = dict(document.get("ProductFields") or {})
+        if len(fields) < ASFF_PRODUCT_FIELDS_MAX:
+            fields["connector/resolution"] = why[:2048]
+        document["ProductFields"] = fields
+    else:
+        document.setdefault("unmapped", {})["resolution"] = {"status": "unavailable", "reason": why, "missing": missing}
+    return dataclasses.replace(item, document=document)
 
 
 def is_resolved(item: RenderedFinding) -> bool:

@@ -35,6 +35,7 @@ from connector.trust import S3Trust
 if TYPE_CHECKING:
     from connector.correlate import Correlator
     from connector.enrich.engine import Enricher
+    from connector.resolve.store import ResolutionStore
     from connector.runtime.runner import BatchObserver, Runner
 
 
@@ -78,7 +79,8 @@ def build_stages(
                                   triage_rules=triage_rules if triage_rules is not None else settings.triage.rules_file,
                                   sightings=first_seen if first_seen is not None else sightings(settings),
                                   enricher=build_enricher(settings), dashboards_link=dashboards_link(settings),
-                                  resolve=settings.resolution.enabled, resolve_max_entries=settings.resolution.max_entries)
+                                  resolve=settings.resolution.enabled, resolve_max_entries=settings.resolution.max_entries,
+                                  resolution_store=resolution_store(settings))
     selector = Selector(factory.event_names, since=since, until=until)
     trust = S3Trust.parse(settings.s3.trail_buckets).with_locations(trusted_locations)
     decoder = Decoder(settings.limits, s3_client=s3, prefilter=selector.pattern if prefilter else None, s3_trust=trust)
@@ -103,6 +105,16 @@ def sightings(settings: Settings) -> SightingStore:
 
         return DynamoDBSightings(settings.triage.first_seen_table, boto3.client("dynamodb"))
     return MemorySightings()
+
+
+def resolution_store(settings: Settings) -> ResolutionStore | None:
+    """The shared resolution store when ``resolution.store`` is dynamodb (else the factory's memory one)."""
+    r = settings.resolution
+    if not r.enabled or r.store != "dynamodb":
+        return None
+    from connector.resolve.store import DynamoResolutionStore
+
+    return DynamoResolutionStore(r.table, retention_seconds=r.retention_seconds)
 
 
 def build_enricher(settings: Settings) -> Enricher | None:

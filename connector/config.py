@@ -199,10 +199,15 @@ class EnrichmentSettings:
 @dataclass(frozen=True, slots=True)
 class ResolutionSettings:
     """Findings that resolve themselves (connector/resolve/): the mappings' ``restores:`` events
-    are selected too, and mark the finding they undo resolved. In memory (one worker)."""
+    are selected too, and mark the finding they undo resolved. Several replicas (and restarts)
+    need the ``dynamodb`` store (``table``, TTL attribute ``expires_at``)."""
 
     enabled: bool = False
-    #: Open findings (and early restores) remembered, the oldest forgotten first.
+    store: CorrelationStore = "memory"
+    table: str = ""
+    #: How long open findings and restores are kept in the dynamodb store (its TTL).
+    retention_seconds: int = _setting(30 * 86400, minimum=3600, maximum=366 * 86400)
+    #: Memory store: open findings (and early restores) remembered, the oldest forgotten first.
     max_entries: int = _setting(100_000, minimum=1, maximum=10_000_000)
 
 

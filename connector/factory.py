@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from connector.enrich.engine import Enricher
     from connector.render.links import DashboardsLink
     from connector.resolve.resolver import Resolver
+    from connector.resolve.store import ResolutionStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +54,10 @@ class FindingFactory:
              clock: Callable[[], datetime] | None = None, *, triage_rules: str = "",
              sightings: SightingStore | None = None, enricher: Enricher | None = None,
              dashboards_link: DashboardsLink | None = None, resolve: bool = False,
-             resolve_max_entries: int = 100_000) -> FindingFactory:
+             resolve_max_entries: int = 100_000, resolution_store: ResolutionStore | None = None) -> FindingFactory:
         """``triage_rules`` as the ``triage.rules_file`` setting: "" the shipped file, "none" off.
-        ``resolve``: the ``resolution.enabled`` setting."""
+        ``resolve``: the ``resolution.enabled`` setting; ``resolution_store`` the shared store
+        (default: in memory, ``resolve_max_entries``)."""
         mappings = load_mappings(mappings_dir or None)
         clock = clock or (lambda: datetime.now(UTC))
         resolver = None
@@ -63,7 +65,7 @@ class FindingFactory:
             from connector.resolve.resolver import Resolver
             from connector.resolve.store import MemoryResolutionStore
 
-            resolver = Resolver(mappings, MemoryResolutionStore(resolve_max_entries), clock=clock)
+            resolver = Resolver(mappings, resolution_store or MemoryResolutionStore(resolve_max_entries), clock=clock)
         return cls(mappings, product_arn_template, clock, load_triage(triage_rules, store=sightings, clock=clock),
                    enricher, dashboards_link, resolver)
 

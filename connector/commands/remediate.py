@@ -145,34 +145,46 @@ def run(args: argparse.Namespace) -> int:
     plan = build_plan(mapping.enrichment, values, enrichment.blast_radius, mapping.formats)
     print("Plan:")
     for index, call in enumerate(plan.calls, 1):
-        print(f"  [{index}] {call.step.operation}: {call.description}")
+        print(f"  [{index}] {call.step.operation} in account {call.account or '?'} Region {call.region or '?'}: "
+              f"{call.description}")
     for text in plan.skipped:
         print(f"  skipped: {text}")
     if plan.refused:
         for text in plan.refused:
             report("remediate", f"refused: {text}")
         return 1
+    clients: dict[tuple[str, str], Any] = {}
+
+    def client_for(account: str, region: str) -> Any:
+        """EC2 in the account and Region a step runs in: own credentials for this process's
+        account, the fan-out's role (``assume_role_arn_template``) for the others."""
+        if (account, region) not in clients:
+            own = account in sh.local_accounts or account == sessions.own_account()
+            clients[account, region] = sessions.client("ec2", region=region, account=None if own else account,
+                                                       partition=event.partition)
+        return clients[account, region]
+
     try:
-        own = event.account_id in sh.local_accounts or event.account_id == sessions.own_account()
-        client = sessions.client("ec2", region=event.region, account=None if own else event.account_id,
-                                 partition=event.partition)
+        for call in plan.calls:
+            client_for(call.account, call.region)
     except ConnectorError as exc:
-        report("remediate", f"no credentials for account {event.account_id}: {exc}")
+        report("remediate", f"no credentials for account {call.account}: {exc}")
         return 1
     state = RunLog()
     print("Dry run:")
-    run_plan(client, plan, formats=mapping.formats, dry_run=True, state=state)
+    run_plan(None, plan, formats=mapping.formats, dry_run=True, state=state, client_for=client_for)
     if state.failed:
         report("remediate", "the dry run failed: nothing applied")
         return 1
     if not args.apply:
         print("Dry run passed. Run again with --apply to restore.")
         return 0
-    if not args.yes and not _confirm(f"Apply {len(plan.calls)} call(s) in {event.account_id} {event.region}? [y/N] "):
+    places = ", ".join(sorted({f"{c.account} {c.region}" for c in plan.calls}))
+    if not args.yes and not _confirm(f"Apply {len(plan.calls)} call(s) in {places}? [y/N] "):
         print("Not applied.")
         return 1
     print("Apply:")
-    applied = run_plan(client, plan, formats=mapping.formats, dry_run=False, state=state)
+    applied = run_plan(None, plan, formats=mapping.formats, dry_run=False, state=state, client_for=client_for)
     if applied.failed:
         report("remediate", "a call failed: the calls before it were applied (see above)")
         return 1

@@ -28,10 +28,13 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from connector.dynamo import TableSpec, create_table_if_missing
 from connector.errors import ConfigError, DeliveryError
 
 #: Members kept per window: a teardown of a thousand resources is already unambiguous.
 MAX_MEMBERS = 1000
+#: One item per window (deploy/cloudformation/state.yaml ``CorrelationTable``).
+TABLE = TableSpec(hash_key="window", ttl_attribute="expires_at")
 
 
 class WindowStore(Protocol):
@@ -98,26 +101,7 @@ class DynamoWindowStore:
 
     def create_table_if_missing(self) -> None:
         """For tests and the demo; production creates the table (with TTL on) in deploy/."""
-        try:
-            self.client.describe_table(TableName=self.table)
-            return
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-                raise
-        try:
-            self.client.create_table(
-                TableName=self.table,
-                KeySchema=[{"AttributeName": "window", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "window", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-        except ClientError as exc:  # another replica created it first
-            if exc.response["Error"]["Code"] != "ResourceInUseException":
-                raise
-        self.client.get_waiter("table_exists").wait(TableName=self.table)
-        self.client.update_time_to_live(
-            TableName=self.table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
-        )
+        create_table_if_missing(self.client, self.table, TABLE)
 
     def add(self, key: str, members: Iterable[str], *, expires_at: int) -> frozenset[str]:
         new = sorted(set(members))

@@ -45,6 +45,9 @@ class PlannedCall:
     values: Mapping[str, str]
     #: Values from earlier steps' outputs this call still waits for.
     pending: tuple[str, ...] = ()
+    #: Where it runs (the step's ``account``/``region``; the event's by default); "" when unknown.
+    account: str = ""
+    region: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +114,13 @@ def build_plan(spec: EnrichmentSpec, values: Mapping[str, str], blast: BlastRadi
                 if not _valid(name, row, formats):
                     why = "unknown" if name not in row else f"malformed ({formats.get(name, 'no format')} expected)"
                     refused.append(f"{step.operation}: required value {name} is {why}")
-            calls.append(PlannedCall(description, step, row, pending))
+            # Where the call runs: an account and a Region in their strict formats, or refused.
+            where = {"account": _fill(step.account, row), "region": _fill(step.region, row)}
+            for key, kind in (("account", "account-id"), ("region", "region")):
+                if not matches(kind, where[key]):
+                    refused.append(f"{step.operation}: the {key} it runs in ({getattr(step, key)}) is unknown")
+                    where[key] = ""
+            calls.append(PlannedCall(description, step, row, pending, where["account"], where["region"]))
         outputs |= set(step.outputs)
     return Plan(tuple(calls), tuple(dict.fromkeys(refused)), tuple(skipped))
 
@@ -164,9 +173,16 @@ class RunLog:
 
 
 def run_plan(client: Any, plan: Plan, *, formats: Mapping[str, str], dry_run: bool, state: RunLog,
-             echo: Callable[[str], None] = print, wait_seconds: float = 300.0) -> RunLog:
-    """Send the plan's calls (``DryRun=True`` first when ``dry_run``); stop at the first failure."""
+             echo: Callable[[str], None] = print, wait_seconds: float = 300.0,
+             client_for: Callable[[str, str], Any] | None = None) -> RunLog:
+    """Send the plan's calls (``DryRun=True`` first when ``dry_run``); stop at the first failure.
+
+    ``client_for(account, region)``: the EC2 client of the account and Region a call runs in
+    (a cross-account peering is requested by one side and accepted by the other); without it
+    every call goes through ``client``."""
     for index, call in enumerate(plan.calls):
+        if client_for is not None:
+            client = client_for(call.account, call.region)
         if index in state.done:
             continue
         waiting = [n for n in call.pending if n not in state.outputs]
@@ -178,7 +194,8 @@ def run_plan(client: Any, plan: Plan, *, formats: Mapping[str, str], dry_run: bo
         method = getattr(client, xform_name(call.step.operation))
         if dry_run:
             params["DryRun"] = True
-        state.say(f"  [{index + 1}] {'dry run ' if dry_run else ''}{call.step.operation} {params}", echo)
+        where = f" in {call.account} {call.region}" if call.account else ""
+        state.say(f"  [{index + 1}] {'dry run ' if dry_run else ''}{call.step.operation}{where} {params}", echo)
         try:
             answer = method(**params)
         except ClientError as exc:

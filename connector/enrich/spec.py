@@ -71,6 +71,9 @@ class RestoreStep:
     when: Mapping[str, str]
     omit_when_absent: tuple[str, ...]
     wait: str | None
+    #: Where the call runs: templates over the values, the event's account and Region by default.
+    account: str = "{account}"
+    region: str = "{region}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,10 +171,14 @@ def parse_enrichment(doc: Mapping[str, Any] | None, *, file: str, fields: set[st
         for name in step.get("when") or {}:
             if name not in plan_known:
                 raise MappingFileError(file, f"{at}.when", f"unknown value {name!r}")
+        for key in ("account", "region"):
+            if key in step:
+                _check_names(step[key], plan_known, all_formats, file, f"{at}.{key}", need_format=True)
         steps.append(RestoreStep(
             description=step["description"], operation=step["operation"], params=dict(step.get("params") or {}),
             outputs=dict(step.get("outputs") or {}), for_each=step.get("for_each"), when=dict(step.get("when") or {}),
             omit_when_absent=tuple(step.get("omit_when_absent") or ()), wait=step.get("wait"),
+            account=step.get("account", "{account}"), region=step.get("region", "{region}"),
         ))
         plan_known |= set(step.get("outputs") or {})
         for name in step.get("outputs") or {}:

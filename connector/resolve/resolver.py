@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +22,9 @@ from connector.mapping.engine import _as_text
 from connector.mapping.loader import EventMapping
 from connector.model import CloudTrailEvent, RenderedFinding
 from connector.resolve.spec import RestoreSpec, resolution_key
-from connector.resolve.store import MemoryResolutionStore, ResolutionStore, Restoration
+from connector.resolve.store import MemoryResolutionStore, ResolutionStore, ResolutionStoreError, Restoration
+
+log = logging.getLogger(__name__)
 
 STATUS_RESOLVED = 4
 ACTIVITY_UPDATE = 2
@@ -64,6 +67,11 @@ class Resolver:
                 keys.append(key)
         return keys
 
+    @staticmethod
+    def missing_values(mapping: EventMapping, values: Mapping[str, str]) -> list[str]:
+        """The match values no restore spec of ``mapping`` could be keyed without."""
+        return sorted({n for spec in mapping.restores for n in spec.match if not values.get(n)})
+
     def keys_of_restore(self, event: CloudTrailEvent) -> list[str]:
         keys = []
         for mapping, spec in self.by_restore.get(event.event_name, ()):
@@ -78,8 +86,13 @@ class Resolver:
         return keys
 
     # -- the two arrivals -------------------------------------------------------------------
+    # Each side writes before it reads the other (see connector/resolve/store.py): a deletion and
+    # its restore handled at the same moment by two replicas cannot both miss each other.
     def on_finding(self, mapping: EventMapping, rendered: list[RenderedFinding]) -> list[RenderedFinding]:
-        """A deletion's findings: resolved at once when its restore came first, else remembered."""
+        """A deletion's findings: resolved at once when its restore came first, else remembered.
+
+        A store that cannot be reached does not hold the finding back: it goes out unresolved
+        (logged), as it would with resolution off."""
         if not rendered or not mapping.restores:
             return rendered
         finding = rendered[0].finding
@@ -88,18 +101,34 @@ class Resolver:
         event = finding.event
         # The event's values, plus what the enrichment read of the deleted resource (its subnet...).
         values = {**(finding.enrichment.values if finding.enrichment else {}), **finding.values}
-        for key in self.keys_of_finding(mapping, values, event):
-            restoration = self.store.take_restore(key)
-            # A restore older than the deletion undid an earlier one: not this finding's.
-            if restoration is not None and _parse_iso(restoration.at) >= event.event_time:
-                self.store.add_restore(key, restoration)  # a redelivered deletion stays resolved
+        keys = self.keys_of_finding(mapping, values, event)
+        if not keys:  # a match value is unknown: say why the finding cannot resolve itself
+            return [unresolvable(r, self.missing_values(mapping, values), enriched=finding.enrichment is not None)
+                    for r in rendered]
+        at = _iso(event.event_time)
+        try:
+            for key in keys:
+                self.store.add_open(key, at, rendered)
+            for key in keys:
+                # The earliest restore not older than the deletion (an older one undid an earlier
+                # deletion). Kept in the store, so a redelivered deletion comes out resolved again.
+                restoration = next((r for r in self.store.restores(key) if r.at >= at), None)
+                if restoration is None:
+                    continue
+                for each in keys:
+                    self.store.take_open(each, finding_id=finding.id)
+                # Resolved even when a concurrent restore elsewhere claimed it first: the same
+                # resolved update twice is harmless, the unresolved original after it is not.
                 return [resolve(r, restoration, self.clock()) for r in rendered]
-        for key in self.keys_of_finding(mapping, values, event):
-            self.store.add_open(key, rendered)
+        except ResolutionStoreError as exc:
+            log.warning("finding %s delivered unresolved: %s", finding.id, exc)
         return rendered
 
     def on_restore(self, record: Mapping[str, Any], *, origin: str = "") -> list[RenderedFinding]:
-        """A restore event: the resolved updates of the findings it undoes (none when it came first)."""
+        """A restore event: the resolved updates of the findings it undoes (none when it came first).
+
+        A store error propagates (``ResolutionStoreError``): the restore event is dead-lettered and
+        can be redriven, rather than its resolution being lost."""
         event = parse_event(record, origin=origin)
         if event.error_code:  # a failed or dry-run create restored nothing
             return []
@@ -111,16 +140,32 @@ class Resolver:
         )
         out: list[RenderedFinding] = []
         for key in self.keys_of_restore(event):
-            opened = self.store.take_open(key)
-            later = [r for r in opened if r.finding.event.event_time > event.event_time]
-            resolved = [r for r in opened if r.finding.event.event_time <= event.event_time]
-            if later:  # deleted again after this restore: still open
-                self.store.add_open(key, later)
-            out.extend(resolve(r, restoration, self.clock()) for r in resolved)
-            # Remembered either way: the deletion may arrive later (out of order), or again (a
-            # redelivery or replay after the repeat cache forgot it), and must come out resolved.
+            # Remembered first: the deletion may arrive later (out of order, or in another
+            # replica right now), or again (a redelivery or replay), and must come out resolved.
             self.store.add_restore(key, restoration)
+            # Deletions after this restore are not undone by it: they stay open.
+            opened = self.store.take_open(key, until=restoration.at)
+            out.extend(resolve(r, restoration, self.clock()) for r in opened)
         return out
+
+
+def unresolvable(item: RenderedFinding, missing: list[str], *, enriched: bool) -> RenderedFinding:
+    """A copy that says it cannot resolve itself, and why: the restore event names the resource
+    by values (the NAT gateway's subnet, the interface's address, the peering's VPCs) that the
+    deletion record lacks and only the enrichment reads."""
+    why = (f"Cannot resolve itself: the restore event is matched on {', '.join(missing)}, which the "
+           "deletion record does not carry; "
+           + ("the enrichment did not find them." if enriched else "they come from the enrichment, which is off "
+              "(CONNECTOR_ENRICHMENT_ENABLED=true)."))
+    document = copy.deepcopy(dict(item.document))
+    if item.format == "asff":
+        fields = dict(document.get("ProductFields") or {})
+        if len(fields) < ASFF_PRODUCT_FIELDS_MAX:
+            fields["connector/resolution"] = why[:2048]
+        document["ProductFields"] = fields
+    else:
+        document.setdefault("unmapped", {})["resolution"] = {"status": "unavailable", "reason": why, "missing": missing}
+    return dataclasses.replace(item, document=document)
 
 
 def is_resolved(item: RenderedFinding) -> bool:

@@ -175,14 +175,18 @@ def test_the_event_filters_name_exactly_the_mapped_events() -> None:
 
 
 def test_the_iam_policy_grants_every_action_the_code_declares() -> None:
+    from connector.correlate.store import DynamoWindowStore
     from connector.deadletters import all_iam_actions
+    from connector.resolve.store import DynamoResolutionStore
     from connector.sinks import KNOWN as SINKS
     from connector.sinks import sink_class
     from connector.sources import KNOWN as SOURCES
     from connector.sources import source_class
     from connector.sources.kinesis.checkpoints import CheckpointStore
+    from connector.triage.firstseen import IAM_ACTIONS as FIRST_SEEN
 
     declared = set(CheckpointStore.iam_actions)
+    declared |= {*DynamoResolutionStore.iam_actions, *DynamoWindowStore.iam_actions, *FIRST_SEEN}
     declared |= {a for name in SINKS for a in sink_class(name).iam_actions}
     declared |= {a for name in SOURCES for a in source_class(name).iam_actions}
     declared |= all_iam_actions()
@@ -250,6 +254,9 @@ class CallRecorder:
 
     def __init__(self) -> None:
         self.actions: set[str] = set()
+        #: DynamoDB calls as (action, table), and which policy parameter names each table.
+        self.table_calls: set[tuple[str, str]] = set()
+        self.table_parameters: dict[str, str] = {}
         self.recording = False
 
     def __call__(self, original: Any) -> Any:
@@ -259,6 +266,8 @@ class CallRecorder:
             if recorder.recording:
                 name = f"{client.meta.service_model.signing_name}:{operation_name}"
                 recorder.actions.add(OPERATION_ACTIONS.get(name, name))
+                if name.startswith("dynamodb:"):
+                    recorder.table_calls.add((name, str(params.get("TableName"))))
             return original(client, operation_name, params)
 
         return make_api_call
@@ -309,6 +318,19 @@ def exercise_everything(tmp_path: Path, recorder: CallRecorder, monkeypatch: pyt
     kinesis.create_stream(StreamName=stream, ShardCount=1)
     kinesis.get_waiter("stream_exists").wait(StreamName=stream)
     CheckpointStore(f"cp-{tag}", stream).create_table_if_missing()
+    # The shared state's tables (deploy/cloudformation/state.yaml), each store in use.
+    from connector.correlate.store import DynamoWindowStore
+    from connector.resolve.store import DynamoResolutionStore
+    from connector.triage.firstseen import create_table as create_first_seen_table
+
+    DynamoResolutionStore(f"res-{tag}").create_table_if_missing()
+    DynamoWindowStore(f"corr-{tag}").create_table_if_missing()
+    create_first_seen_table(boto3.client("dynamodb"), f"seen-{tag}")
+    recorder.table_parameters.update({f"cp-{tag}": "CheckpointTableArn", f"res-{tag}": "ResolutionTableArn",
+                                      f"corr-{tag}": "CorrelationTableArn", f"seen-{tag}": "FirstSeenTableArn"})
+    rules = tmp_path / "first-seen-rules.yaml"
+    rules.write_text("version: 1\ncontext:\n  - id: new-principal\n    reason: not seen for 30 days\n"
+                     "    match:\n      - {first_seen: {field: userIdentity.arn, days: 30}}\n    raise: 1\n")
     for i in range(3):
         kinesis.put_record(StreamName=stream, PartitionKey=str(i),
                            Data=json.dumps(make_record(an_event(i), event_id=f"iam-k-{i}", recipientAccountId="123456789012")).encode())
@@ -321,6 +343,9 @@ def exercise_everything(tmp_path: Path, recorder: CallRecorder, monkeypatch: pyt
         # Enrichment reads the deleted resource (EC2 describes, AWS Config history); on moto the
         # lookups find nothing, but the calls are made, and the policy must grant exactly them.
         "CONNECTOR_ENRICHMENT_ENABLED": "true",
+        "CONNECTOR_RESOLUTION_ENABLED": "true", "CONNECTOR_RESOLUTION_STORE": "dynamodb", "CONNECTOR_RESOLUTION_TABLE": f"res-{tag}",
+        "CONNECTOR_CORRELATION_ENABLED": "true", "CONNECTOR_CORRELATION_STORE": "dynamodb", "CONNECTOR_CORRELATION_TABLE": f"corr-{tag}",
+        "CONNECTOR_TRIAGE_FIRST_SEEN_TABLE": f"seen-{tag}", "CONNECTOR_TRIAGE_RULES_FILE": str(rules),
     }
     try:
         boto3.client("securityhub").enable_security_hub()
@@ -367,6 +392,11 @@ def exercise_everything(tmp_path: Path, recorder: CallRecorder, monkeypatch: pyt
     stages = build_stages(load_settings(environ={**env, "CONNECTOR_SOURCE": "sqs"}))
     for scenario in scenarios:
         stages.factory.render(scenario.record)
+    # The internet gateway attached again: its restore resolves the finding (the shared store's claim).
+    from tests.integration.test_resolution import restore_of
+
+    resolved = stages.factory.render(restore_of(scenarios[-1], ec2))
+    assert resolved and all(r.document.get("RecordState", "ARCHIVED") == "ARCHIVED" for r in resolved)
     recorder.recording = False
 
 
@@ -385,6 +415,13 @@ def test_the_iam_policy_equals_the_actions_the_code_calls_against_moto(aws_env: 
     granted = policy_actions(DEPLOY / "cloudformation" / "iam-policy.yaml", "ConnectorPolicy")
     assert granted - signed_http == called, {"granted, never called": granted - signed_http - called,
                                              "called, not granted": called - granted}
+    # DynamoDB: exactly the actions each table's store calls, on that table's ARN parameter.
+    table_grants = {(a, s["Resource"]["Ref"]) for s in statements(DEPLOY / "cloudformation" / "iam-policy.yaml", "ConnectorPolicy")
+                    for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]) if a.startswith("dynamodb:")}
+    table_calls = {(a, recorder.table_parameters.get(t, t)) for a, t in recorder.table_calls}
+    assert table_grants == table_calls, {"granted, never called": table_grants - table_calls,
+                                         "called, not granted": table_calls - table_grants}
+    assert {p for _, p in table_calls} == {"CheckpointTableArn", "ResolutionTableArn", "CorrelationTableArn", "FirstSeenTableArn"}
 
 
 # ---- deploy/ that builds (issue 14.4) and is scoped (issue 10.4) ----------------------------------
@@ -427,6 +464,55 @@ def test_queues_dead_letter_queue_and_stream_survive_stack_deletion() -> None:
         for name in names:
             assert resources[name].get("DeletionPolicy") == "Retain", (path, name)
             assert resources[name].get("UpdateReplacePolicy") == "Retain", (path, name)
+
+
+def test_the_state_tables_are_the_ones_the_code_creates(aws_env: MotoServer) -> None:
+    """deploy/cloudformation/state.yaml (and kinesis.yaml's checkpoints): each table has the key
+    schema and TTL attribute of the store that uses it (created by the code on moto, described),
+    on demand, kept when the stack goes; the container and the Lambda are given their names."""
+    import boto3
+
+    from connector.correlate.store import DynamoWindowStore
+    from connector.resolve.store import DynamoResolutionStore
+    from connector.sources.kinesis.checkpoints import CheckpointStore
+    from connector.triage.firstseen import create_table as create_first_seen_table
+
+    client = boto3.client("dynamodb")
+    tag = uuid.uuid4().hex[:8]
+    DynamoResolutionStore(f"res-{tag}").create_table_if_missing()
+    DynamoWindowStore(f"corr-{tag}").create_table_if_missing()
+    create_first_seen_table(client, f"seen-{tag}")
+    CheckpointStore(f"cp-{tag}", "s").create_table_if_missing()
+    templates = {"state.yaml": {"ResolutionTable": f"res-{tag}", "FirstSeenTable": f"seen-{tag}", "CorrelationTable": f"corr-{tag}"},
+                 "kinesis.yaml": {"CheckpointTable": f"cp-{tag}"}}
+    for path, tables in templates.items():
+        resources = cfn(DEPLOY / "cloudformation" / path)["Resources"]
+        for name, table in tables.items():
+            declared = resources[name]
+            props = declared["Properties"]
+            described = client.describe_table(TableName=table)["Table"]
+            assert props["KeySchema"] == described["KeySchema"], (path, name)
+            assert sorted(props["AttributeDefinitions"], key=str) == sorted(described["AttributeDefinitions"], key=str)
+            ttl = client.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+            code_ttl = ttl.get("AttributeName") if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") else None
+            template_ttl = props.get("TimeToLiveSpecification", {})
+            assert (template_ttl.get("AttributeName") if template_ttl.get("Enabled") else None) == code_ttl, (path, name)
+            assert props["BillingMode"] == "PAY_PER_REQUEST"
+            assert declared.get("DeletionPolicy") == "Retain" and declared.get("UpdateReplacePolicy") == "Retain", (path, name)
+    names = {"CONNECTOR_RESOLUTION_TABLE", "CONNECTOR_TRIAGE_FIRST_SEEN_TABLE", "CONNECTOR_CORRELATION_TABLE"}
+    docs = [d for d in yaml.safe_load_all((DEPLOY / "kubernetes" / "connector.yaml").read_text()) if d]
+    config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+    assert names <= set(config) and config["CONNECTOR_RESOLUTION_STORE"] == config["CONNECTOR_CORRELATION_STORE"] == "dynamodb"
+    assert all(config[n].startswith(cfn(DEPLOY / "cloudformation" / "state.yaml")["Parameters"]["TablePrefix"]["Default"]) for n in names)
+    sam = cfn(DEPLOY / "sam" / "template.yaml")["Resources"]["ConnectorFunction"]["Properties"]
+    assert names <= set(sam["Environment"]["Variables"])
+    # The Lambda's DynamoDB grants are the policy's, table by table.
+    policy = {s["Resource"]["Ref"].removesuffix("Arn"): sorted(s["Action"]) for s in statements(
+        DEPLOY / "cloudformation" / "iam-policy.yaml", "ConnectorPolicy") if str(s["Action"]).startswith("['dynamodb:")}
+    lambda_grants = {s["Resource"]["Sub"].rsplit("${", 1)[1].rstrip("}").removesuffix("Name"): sorted(s["Action"])
+                     for s in (x["If"][1] if "If" in x else x for x in sam["Policies"][0]["Statement"])
+                     if "dynamodb:" in str(s["Action"])}
+    assert lambda_grants == {k: v for k, v in policy.items() if k != "CheckpointTable"}
 
 
 def test_kubernetes_has_no_api_token_and_a_scoped_network_policy() -> None:

@@ -209,3 +209,21 @@ def test_a_broken_restores_section_names_file_path_and_reason(tmp_path: Any, mut
     with pytest.raises(MappingFileError) as info:
         load_mappings(broken_copy(tmp_path, mutate))
     assert info.value.path == where and reason in info.value.reason, str(info.value)
+
+
+def test_without_enrichment_a_finding_keyed_on_enrichment_values_says_it_cannot_resolve_itself(
+        factory: FindingFactory) -> None:
+    """The NAT gateway's deletion record names only the gateway; its restore (CreateNatGateway)
+    names the subnet, which only the enrichment reads. With enrichment off the finding says so."""
+    nat = by_format(factory.render(make_record(
+        "DeleteNatGateway", requestParameters={"DeleteNatGatewayRequest": {"NatGatewayId": "nat-0123456789abcdef0"}})))
+    note = nat["asff"].document["ProductFields"]["connector/resolution"]
+    assert "subnetId" in note and "enrichment, which is off" in note
+    assert nat["ocsf"].document["unmapped"]["resolution"]["status"] == "unavailable"
+    assert nat["ocsf"].document["unmapped"]["resolution"]["missing"] == ["subnetId"]
+    assert not any(is_resolved(i) for i in nat.values())
+    create = restore_record(make_record("DeleteNatGateway"), "CreateNatGateway",
+                            {"CreateNatGatewayRequest": {"SubnetId": "subnet-0bbb", "AllocationId": "eipalloc-1"}})
+    assert factory.render(create) == []
+    # Keyed on the event's own values: no such note.
+    assert "connector/resolution" not in by_format(factory.render(detach()))["asff"].document["ProductFields"]

@@ -15,10 +15,13 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from connector.dynamo import TableSpec, create_table_if_missing
 from connector.errors import SourceError
 
 WIDTH = 128
 SHARD_END = "9" * WIDTH  # past every sequence number: the shard is finished
+#: Per stream, one item per shard (deploy/cloudformation/kinesis.yaml ``CheckpointTable``); no TTL.
+TABLE = TableSpec(hash_key="stream", range_key="shard_id")
 
 
 def pad(sequence_number: str) -> str:
@@ -45,19 +48,7 @@ class CheckpointStore:
 
     def create_table_if_missing(self) -> None:
         """For tests and the demo; production creates it with deploy/cloudformation/kinesis.yaml."""
-        try:
-            self.client.describe_table(TableName=self.table)
-            return
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-                raise
-        self.client.create_table(
-            TableName=self.table,
-            KeySchema=[{"AttributeName": "stream", "KeyType": "HASH"}, {"AttributeName": "shard_id", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "stream", "AttributeType": "S"}, {"AttributeName": "shard_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        self.client.get_waiter("table_exists").wait(TableName=self.table)
+        create_table_if_missing(self.client, self.table, TABLE)
 
     def load(self) -> dict[str, Checkpoint]:
         out: dict[str, Checkpoint] = {}

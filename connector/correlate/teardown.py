@@ -45,8 +45,9 @@ REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
 ACCESS_KEY = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,124}$")
 ASFF_TYPES = ("Effects/Denial of Service/Network Teardown", "Unusual Behaviors/User/Burst of Network Deletions")
 OCSF_TYPES = ("Network Teardown", "Correlated Network Deletions")
-ATTACKS = (Attack("v18", "TA0040", "Impact", "T1489", "Service Stop"),
-           Attack("v18", "TA0040", "Impact", "T1485", "Data Destruction"))
+#: ATT&CK v18, as the member mappings: the teardown stops services (not T1485 Data Destruction:
+#: network plumbing holds no data and can be recreated).
+ATTACKS = (Attack("v18", "TA0040", "Impact", "T1489", "Service Stop"),)
 LOOKUP_URL = "https://docs.aws.amazon.com/awscloudtrail/latest/userguide/view-cloudtrail-events-cli.html"
 
 

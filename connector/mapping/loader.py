@@ -334,7 +334,7 @@ def load_mapping_file(path: Path, attempt: AttemptSpec | None = None) -> EventMa
         asff_types=tuple(finding["asff_types"]),
         ocsf_types=tuple(finding["ocsf_types"]),
         attacks=tuple(_attack(a) for a in finding["attacks"]),
-        severity={k: v for k, v in finding["severity"].items() if k != "rationale"},
+        severity={k: v for k, v in finding["severity"].items() if k not in ("rationale", "calibration")},
         severity_rationale=finding["severity"]["rationale"],
         information=tuple(doc["information"]),
         impact=tuple(doc["impact"]),

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from connector.mapping.engine import PRODUCT_NAME
+from connector.render.links import console_url, docs_url
 from connector.model import (
     AffectedResource,
     Attack,
@@ -153,6 +154,11 @@ def _severity(members: tuple[Member, ...]) -> Severity:
     return Severity(max(int(Severity.HIGH), min(int(Severity.CRITICAL), worst + 1)))
 
 
+def event_history_path(region: str) -> str:
+    """The console path of CloudTrail Event history; the Region enters only when well-formed."""
+    return f"cloudtrailv2/home?region={region}#/events" if REGION.match(region) else "cloudtrailv2/home#/events"
+
+
 def _remediation(teardown: Teardown, who: str) -> Remediation:
     w = teardown.window
     region = w.region if REGION.match(w.region) else "REGION"
@@ -172,11 +178,14 @@ def _remediation(teardown: Teardown, who: str) -> Remediation:
         f"If nobody planned it, disable or revoke the credentials of {who} (for a role: revoke active sessions).",
     )
     console = ("In Security Hub, open the related findings listed on this finding.",
-               f"In CloudTrail Event history ({region}), filter on the principal between {start} and {end}.")
+               f"In CloudTrail Event history ({region}, {console_url(w.partition, w.region, event_history_path(w.region))}), "
+               f"filter on the principal between {start} and {end}.")
     hardening = ("Require change approval for network deletions (SCP or permission boundary denying ec2:Delete* outside a pipeline role).",)
     runbook = "\n".join([summary, "", "Recovery:", *recovery, "", "Console:", *console, "", "CLI:",
                          f"{lookup.description}: {lookup.command}", "", "Hardening:", *hardening])
-    return Remediation(summary, LOOKUP_URL, recovery, console, (lookup,), "", hardening, (LOOKUP_URL,), runbook)
+    # The documentation in the window's partition (docs.amazonaws.cn for aws-cn), as for every finding.
+    url = docs_url(LOOKUP_URL, w.partition)
+    return Remediation(summary, url, recovery, console, (lookup,), "", hardening, (url,), runbook)
 
 
 def build_finding(teardown: Teardown) -> Finding:

@@ -139,7 +139,9 @@ def choose_severity(mapping: EventMapping, event: CloudTrailEvent) -> tuple[Seve
     severity, reason = Severity[rules["base"]], mapping.severity_rationale
     for rule, applies, why in conditions:
         if applies and rule in rules:
-            severity, reason = Severity[rules[rule]], f"{why}; {mapping.severity_rationale}"
+            # An attempt changed nothing: the rationale (what the deletion removed) would claim it did.
+            attempt = rule in ("dry_run", "failed")
+            severity, reason = Severity[rules[rule]], why if attempt else f"{why}; {mapping.severity_rationale}"
             break
     if root and severity < ROOT_FLOOR:
         severity, reason = ROOT_FLOOR, f"the root user made the call ({reason})"

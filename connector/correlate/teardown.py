@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from connector.mapping.engine import PRODUCT_NAME
-from connector.render.links import console_url, docs_url
 from connector.model import (
     AffectedResource,
     Attack,
@@ -36,6 +35,7 @@ from connector.model import (
     Remediation,
     Severity,
 )
+from connector.render.links import console_url, docs_url
 
 KeyKind = Literal["principal", "vpc"]
 MAPPING_ID = "network-teardown"

@@ -153,6 +153,8 @@ class AffectedResource:
     partition: str
     details_other: Mapping[str, str] = field(default_factory=dict)
     role: str = "target"
+    #: Typed ASFF ``Details.<asff_type>`` (ids, VPC, ...): only values the record or the enrichment gave.
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

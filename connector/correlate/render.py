@@ -14,9 +14,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.correlate.teardown import Member, Teardown
+from connector.correlate.teardown import Member, Teardown, event_history_path
 from connector.model import Finding
 from connector.render.asff import COMPANY_NAME, PRODUCT_NAME, SCHEMA_VERSION, default_product_arn
+from connector.render.links import console_url, docs_url
 from connector.render.ocsf import (
     CLASS_UID,
     OCSF_VERSION,
@@ -80,13 +81,23 @@ def render_asff(teardown: Teardown, finding: Finding, *, product_arn: str | None
         "Severity": severity,
         "Title": finding.title,
         "Description": finding.description,
-        "Remediation": {"Recommendation": {"Text": finding.remediation.summary, "Url": finding.remediation.url}},
+        # Links in the window's partition: its documentation site and its console (CloudTrail
+        # Event history of the Region, where the runbook sends the analyst).
+        "Remediation": {"Recommendation": {"Text": finding.remediation.summary,
+                                            "Url": docs_url(finding.remediation.url, w.partition)}},
+        "SourceUrl": _event_history_url(teardown),
         "ProductFields": fields,
         "Resources": resources,
         "RelatedFindings": related,
         "FindingProviderFields": {"Severity": dict(severity), "Types": list(finding.asff_types), "RelatedFindings": related},
         "RecordState": "ACTIVE",
     }
+
+
+def _event_history_url(teardown: Teardown) -> str:
+    """CloudTrail Event history in the window's partition console (the Region only when well-formed)."""
+    w = teardown.window
+    return console_url(w.partition, w.region, event_history_path(w.region))
 
 
 def _related_event(member: Member) -> dict[str, Any]:
@@ -156,7 +167,8 @@ def render_ocsf(teardown: Teardown, finding: Finding, *, updated_at: datetime) -
         "remediation": {
             "desc": finding.remediation.runbook,
             "references": list(finding.remediation.references),
-            "kb_article_list": [{"title": "Remediation", "src_url": finding.remediation.url}],
+            "kb_article_list": [{"title": "Remediation", "src_url": docs_url(finding.remediation.url, w.partition)},
+                                {"title": "CloudTrail Event history", "src_url": _event_history_url(teardown)}],
         },
         "raw_data": json.dumps(dict(finding.event.raw), sort_keys=True, separators=(",", ":")),
         "unmapped": {

@@ -36,6 +36,7 @@ from connector.model import (
     Remediation,
     Severity,
 )
+from connector.render.links import console_url, docs_url
 
 KeyKind = Literal["principal", "vpc"]
 MAPPING_ID = "network-teardown"
@@ -45,8 +46,9 @@ VPC_ID = re.compile(r"^vpc-[0-9a-f]{8,17}$")
 ACCESS_KEY = re.compile(r"^(AKIA|ASIA)[A-Z0-9]{12,124}$")
 ASFF_TYPES = ("Effects/Denial of Service/Network Teardown", "Unusual Behaviors/User/Burst of Network Deletions")
 OCSF_TYPES = ("Network Teardown", "Correlated Network Deletions")
-ATTACKS = (Attack("v18", "TA0040", "Impact", "T1489", "Service Stop"),
-           Attack("v18", "TA0040", "Impact", "T1485", "Data Destruction"))
+#: ATT&CK v18, as the member mappings: the teardown stops services (not T1485 Data Destruction:
+#: network plumbing holds no data and can be recreated).
+ATTACKS = (Attack("v18", "TA0040", "Impact", "T1489", "Service Stop"),)
 LOOKUP_URL = "https://docs.aws.amazon.com/awscloudtrail/latest/userguide/view-cloudtrail-events-cli.html"
 
 
@@ -152,6 +154,11 @@ def _severity(members: tuple[Member, ...]) -> Severity:
     return Severity(max(int(Severity.HIGH), min(int(Severity.CRITICAL), worst + 1)))
 
 
+def event_history_path(region: str) -> str:
+    """The console path of CloudTrail Event history; the Region enters only when well-formed."""
+    return f"cloudtrailv2/home?region={region}#/events" if REGION.match(region) else "cloudtrailv2/home#/events"
+
+
 def _remediation(teardown: Teardown, who: str) -> Remediation:
     w = teardown.window
     region = w.region if REGION.match(w.region) else "REGION"
@@ -171,11 +178,14 @@ def _remediation(teardown: Teardown, who: str) -> Remediation:
         f"If nobody planned it, disable or revoke the credentials of {who} (for a role: revoke active sessions).",
     )
     console = ("In Security Hub, open the related findings listed on this finding.",
-               f"In CloudTrail Event history ({region}), filter on the principal between {start} and {end}.")
+               f"In CloudTrail Event history ({region}, {console_url(w.partition, w.region, event_history_path(w.region))}), "
+               f"filter on the principal between {start} and {end}.")
     hardening = ("Require change approval for network deletions (SCP or permission boundary denying ec2:Delete* outside a pipeline role).",)
     runbook = "\n".join([summary, "", "Recovery:", *recovery, "", "Console:", *console, "", "CLI:",
                          f"{lookup.description}: {lookup.command}", "", "Hardening:", *hardening])
-    return Remediation(summary, LOOKUP_URL, recovery, console, (lookup,), "", hardening, (LOOKUP_URL,), runbook)
+    # The documentation in the window's partition (docs.amazonaws.cn for aws-cn), as for every finding.
+    url = docs_url(LOOKUP_URL, w.partition)
+    return Remediation(summary, url, recovery, console, (lookup,), "", hardening, (url,), runbook)
 
 
 def build_finding(teardown: Teardown) -> Finding:

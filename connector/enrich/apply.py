@@ -15,6 +15,7 @@ from connector.mapping.engine import (
     TemplateValues,
     build_remediation_from,
     render_command,
+    resources_of,
 )
 from connector.mapping.loader import CliSpec, EventMapping
 from connector.mapping.runbook import render_runbook
@@ -56,8 +57,10 @@ def apply_enrichment(finding: Finding, mapping: EventMapping, enrichment: Enrich
         room = DESCRIPTION_MAX - len(blast.summary) - 1
         head = description if len(description) <= room else description[: max(0, room - 1)].rstrip() + "…"
         description = f"{head} {blast.summary}"[:DESCRIPTION_MAX]
+    # Typed Details gain what the enrichment read (e.g. the ACL's VPC, the removed rule's protocol).
+    resources = resources_of(mapping, finding.event, values) if any(r.details for r in mapping.resources) else finding.resources
     return dataclasses.replace(finding, remediation=remediation, severity=severity, severity_reason=reason,
-                               description=description, enrichment=enrichment)
+                               description=description, enrichment=enrichment, resources=resources)
 
 
 def unenriched(finding: Finding, reason: str) -> Finding:

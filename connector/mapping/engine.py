@@ -14,6 +14,7 @@ import string
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from connector.mapping.details import fill_details
 from connector.mapping.formats import list_kind, matches, placeholder
 from connector.mapping.loader import CliSpec, EventMapping
 from connector.mapping.runbook import render_runbook
@@ -138,7 +139,9 @@ def choose_severity(mapping: EventMapping, event: CloudTrailEvent) -> tuple[Seve
     severity, reason = Severity[rules["base"]], mapping.severity_rationale
     for rule, applies, why in conditions:
         if applies and rule in rules:
-            severity, reason = Severity[rules[rule]], f"{why}; {mapping.severity_rationale}"
+            # An attempt changed nothing: the rationale (what the deletion removed) would claim it did.
+            attempt = rule in ("dry_run", "failed")
+            severity, reason = Severity[rules[rule]], why if attempt else f"{why}; {mapping.severity_rationale}"
             break
     if root and severity < ROOT_FLOOR:
         severity, reason = ROOT_FLOOR, f"the root user made the call ({reason})"
@@ -150,6 +153,7 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _resources(mapping: EventMapping, event: CloudTrailEvent, values: TemplateValues) -> tuple[AffectedResource, ...]:
+    """The mapping's resources whose id the values name (with their typed details), else the account."""
     out = []
     for spec in mapping.resources:
         resource_id = fill(spec.id, values)
@@ -165,6 +169,7 @@ def _resources(mapping: EventMapping, event: CloudTrailEvent, values: TemplateVa
                 partition=event.partition,
                 details_other={k: fill(v, values) for k, v in spec.details_other.items() if "<" not in fill(v, values)},
                 role=spec.role,
+                details=(fill_details(dict(spec.details), values, mapping.formats) or {}) if spec.details else {},
             )
         )
     if not out:
@@ -182,6 +187,10 @@ def _resources(mapping: EventMapping, event: CloudTrailEvent, values: TemplateVa
             )
         )
     return tuple(out)
+
+
+#: Public name: the enrichment re-renders the resources with the values it read.
+resources_of = _resources
 
 
 def _names(template: str) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import yaml
 
 from connector.enrich.spec import EnrichmentSpec, parse_enrichment
 from connector.errors import MappingFileError
+from connector.mapping.details import DetailsNode, compile_details
 from connector.mapping.formats import COMMON_FORMATS
 from connector.model import Attack
 from connector.paths import mappings_dir, schemas_dir
@@ -46,6 +47,8 @@ class ResourceSpec:
     arn: str
     role: str
     details_other: Mapping[str, str]
+    #: Typed ``Details.<asff_type>`` (connector/mapping/details.py), empty when not declared.
+    details: Mapping[str, DetailsNode] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,8 +322,10 @@ def load_mapping_file(path: Path, attempt: AttemptSpec | None = None) -> EventMa
             ResourceSpec(
                 id=r["id"], asff_type=r["asff_type"], ocsf_type=r["ocsf_type"], arn=r["arn"],
                 role=r.get("role", "target"), details_other=dict(r.get("details_other") or {}),
+                details=compile_details(r["asff_type"], r["asff_details"], formats, file=file,
+                                        where=f"$.event.resources[{index}].asff_details") if r.get("asff_details") else {},
             )
-            for r in event["resources"]
+            for index, r in enumerate(event["resources"])
         ),
         title=finding["title"],
         failed_title=finding.get("failed_title"),
@@ -329,7 +334,7 @@ def load_mapping_file(path: Path, attempt: AttemptSpec | None = None) -> EventMa
         asff_types=tuple(finding["asff_types"]),
         ocsf_types=tuple(finding["ocsf_types"]),
         attacks=tuple(_attack(a) for a in finding["attacks"]),
-        severity={k: v for k, v in finding["severity"].items() if k != "rationale"},
+        severity={k: v for k, v in finding["severity"].items() if k not in ("rationale", "calibration")},
         severity_rationale=finding["severity"]["rationale"],
         information=tuple(doc["information"]),
         impact=tuple(doc["impact"]),

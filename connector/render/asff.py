@@ -203,6 +203,8 @@ def _resources(finding: Finding) -> list[dict[str, Any]]:
             other.setdefault("ResourceType", resource.ocsf_type)
             other.setdefault("ResourceId", resource.id[:1023])
             entry["Details"] = {"Other": dict(list(other.items())[:50])}
+        elif resource.details:
+            entry["Details"] = {resource.asff_type: dict(resource.details)}
         out.append(entry)
     return out + _actor_resources(finding)
 

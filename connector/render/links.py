@@ -39,6 +39,24 @@ def docs_url(url: str, partition: str) -> str:
     return root + url[len(COMMERCIAL_DOCS):]
 
 
+#: AWS Management Console host per partition (the isolated partitions have none reachable from
+#: here and keep the commercial host, as for the documentation).
+CONSOLE_HOSTS = {
+    "aws": "console.aws.amazon.com",
+    "aws-cn": "console.amazonaws.cn",
+    "aws-us-gov": "console.amazonaws-us-gov.com",
+}
+_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}$")
+
+
+def console_url(partition: str, region: str, path: str) -> str:
+    """``https://<region>.<partition's console host>/<path>``; ``region`` must be a well-formed
+    Region name (it comes from a record), else the partition's global console host is used."""
+    host = CONSOLE_HOSTS.get(partition, CONSOLE_HOSTS["aws"])
+    prefix = f"{region}." if _REGION.match(region) else ""
+    return f"https://{prefix}{host}/{path.lstrip('/')}"
+
+
 def validate_dashboards_url(base: str) -> str:
     """The SOC's OpenSearch Dashboards base URL, checked: https, a host name, no query, fragment
     or credentials (it is prefixed to every finding's link). Returns it without a trailing ``/``."""

@@ -119,8 +119,13 @@ def test_network_acl_entry_deny(ec2: Any) -> None:
     assert "traffic it blocked is now allowed" in ocsf["blast_radius"]["summary"]
     assert ("--rule-number 110 --ingress --protocol 6 --cidr-block 203.0.113.0/24 --port-range From=22,To=22 "
             "--rule-action deny") in commands(rendered)
-    assert rendered["asff"].document["Severity"]["Label"] == "CRITICAL"
+    assert rendered["asff"].document["Severity"]["Label"] == "HIGH"  # raised from the base MEDIUM
     assert "DENY" in rendered["asff"].document["ProductFields"]["connector/severityReason"]
+    # The typed Details gain what EC2 and AWS Config said: the ACL's VPC and the removed rule.
+    acl = rendered["asff"].document["Resources"][0]["Details"]["AwsEc2NetworkAcl"]
+    assert acl["VpcId"].startswith("vpc-") and acl["Entries"] == [{
+        "RuleNumber": 110, "Egress": False, "Protocol": "6", "RuleAction": "deny", "CidrBlock": "203.0.113.0/24",
+        "PortRange": {"From": 22, "To": 22}}]
 
 
 def test_a_removed_deny_rule_is_more_severe_than_a_removed_allow_rule(ec2: Any) -> None:

@@ -93,7 +93,7 @@ def test_search_by_resource_principal_and_severity(client: OpenSearch, opensearc
             assert hits("connector.resource_ids", rendered.finding.resources[0].id) == 1
             assert hits("resources.uid", rendered.document["resources"][0]["uid"]) == 1
     assert hits("connector.principal", "alice") == len(EVENTS)
-    assert hits("connector.severity", "HIGH") >= 1
+    assert hits("connector.severity", "MEDIUM") >= 1  # the calibrated base of most mappings
     body = {"query": {"term": {"connector.source_ip": "203.0.113.0/24"}}}
     assert client.search(index=f"{prefix}-asff", body=body)["hits"]["total"]["value"] == len(EVENTS)
 

@@ -90,3 +90,16 @@ def test_a_detail_type_left_out_of_the_compiled_schema_gets_botocores_verdict() 
     assert asff_errors(document) == []  # ... and the answer is botocore's
     document["Resources"][0]["Details"] = {"AwsEc2Instance": {"Colour": "red"}}
     assert asff_errors(document) and not botocore_ok(document)
+
+
+def test_every_detail_type_the_mappings_declare_is_compiled() -> None:
+    """A typed detail left pruned would send every finding of that event to botocore's slow path."""
+    from connector.mapping import load_mappings
+    from connector.validate import _COMPILED_DETAILS
+
+    declared = {r.asff_type for m in load_mappings().values() for r in m.resources if r.details}
+    assert declared == {"AwsEc2NetworkInterface", "AwsEc2NetworkAcl", "AwsEc2VpcPeeringConnection"}
+    assert declared <= _COMPILED_DETAILS
+    for document in asff_documents():
+        if any(set(r.get("Details", {})) & declared for r in document["Resources"]):
+            assert compiled_ok(document), document["Id"]

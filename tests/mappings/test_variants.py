@@ -55,6 +55,7 @@ def test_a_failed_call_says_so_and_is_less_severe(factory: FindingFactory, event
         assert "fail" in finding.title.lower() or "attempt" in finding.title.lower(), finding.title
         assert finding.description.startswith("Failed attempt, nothing was deleted"), finding.description
         assert finding.severity < success.severity
+        assert "nothing was deleted" in finding.severity_reason and "removed" not in finding.severity_reason
         # An attempt's runbook investigates; it restores nothing that was never removed.
         assert all(not c.command.split()[2].startswith(RESTORING) for c in finding.remediation.cli), finding.remediation.cli
         assert "Recover what was removed" not in finding.remediation.runbook
@@ -92,6 +93,7 @@ def test_dry_run_is_reported_as_a_permission_probe(factory: FindingFactory, even
     assert finding.outcome == "dry_run"
     assert "dry run" in finding.description.lower()
     assert finding.severity <= Severity.MEDIUM
+    assert "nothing was deleted" in finding.severity_reason and "removed" not in finding.severity_reason
 
 
 @pytest.mark.parametrize("event", EVENTS)

@@ -287,3 +287,26 @@ def test_a_stale_delivery_is_followed_by_the_full_list() -> None:
     assert a.process([finding(i) for i in range(6)], a_send, lambda letters: None) == set()
     [(_, item)] = [(k, v) for k, v in held.items() if k[1] == "ocsf"]
     assert len(item.document["finding_info"]["related_events"]) == 8
+
+
+@pytest.mark.parametrize(("partition", "region", "console", "docs"), [
+    ("aws", "eu-west-1", "https://eu-west-1.console.aws.amazon.com/", "https://docs.aws.amazon.com/"),
+    ("aws-cn", "cn-north-1", "https://cn-north-1.console.amazonaws.cn/", "https://docs.amazonaws.cn/en_us/"),
+    ("aws-us-gov", "us-gov-west-1", "https://us-gov-west-1.console.amazonaws-us-gov.com/", "https://docs.aws.amazon.com/"),
+])
+def test_teardown_links_follow_the_partition(partition: str, region: str, console: str, docs: str) -> None:
+    """A teardown in the China or GovCloud partition links to that partition's console and
+    documentation (a commercial console link would not open for those accounts)."""
+    account = "111122223333"
+    ident = dict(IAM_USER, arn=f"arn:{partition}:iam::{account}:user/alice")
+    correlator = Correlator(MemoryWindowStore(), threshold=3, clock=lambda: datetime(2026, 11, 20, 11, tzinfo=UTC))
+    [teardown] = correlator.observe([finding(i, awsRegion=region, userIdentity=ident) for i in range(3)])
+    assert teardown.window.partition == partition
+    asff, ocsf = (r.document for r in correlator.render(teardown))
+    assert asff["SourceUrl"] == f"{console}cloudtrailv2/home?region={region}#/events"
+    assert asff["Remediation"]["Recommendation"]["Url"].startswith(docs)
+    assert [a["src_url"] for a in ocsf["remediation"]["kb_article_list"]] == [
+        asff["Remediation"]["Recommendation"]["Url"], asff["SourceUrl"]]
+    assert asff["SourceUrl"] in ocsf["remediation"]["desc"]  # the runbook's console step
+    others = {"aws": "amazonaws", "aws-cn": "amazon.com", "aws-us-gov": "amazonaws.cn"}[partition]
+    assert others not in asff["SourceUrl"]

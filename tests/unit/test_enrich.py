@@ -112,7 +112,7 @@ def test_an_ipv6_rule_is_read_from_the_config_history() -> None:
     assert "cidrBlock" not in e.values
     commands = [c.command for c in finding.remediation.cli]
     assert any("--ipv6-cidr-block 2001:db8::/32 --rule-action deny" in c for c in commands)
-    assert finding.severity == Severity.CRITICAL
+    assert finding.severity == Severity.HIGH and "DENY" in finding.severity_reason  # raised from MEDIUM
     assert e.blast_radius.subnets == (SUBNET,) and e.blast_radius.running_instances == 1
 
 
@@ -121,7 +121,7 @@ def test_an_icmp_allow_rule_keeps_the_base_severity_and_says_connectivity_is_los
                               "cidrBlock": "10.0.0.0/8", "icmpTypeCode": {"type": 8, "code": -1}})
     values = finding.enrichment.values
     assert (values["icmpType"], values["icmpCode"], values["egress"]) == ("8", "-1", "false")
-    assert finding.severity == Severity.HIGH and "connectivity lost" in finding.severity_reason
+    assert finding.severity == Severity.MEDIUM and "connectivity lost" in finding.severity_reason
     assert any("--icmp-type-code Type=8,Code=-1" in c.command for c in finding.remediation.cli)
     plan = build_plan(MAPPINGS["DeleteNetworkAclEntry"].enrichment, {**finding.values, **values},
                       finding.enrichment.blast_radius, MAPPINGS["DeleteNetworkAclEntry"].formats)

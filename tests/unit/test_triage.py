@@ -28,7 +28,7 @@ from tests.support.moto import MotoServer
 from tests.support.records import ACCOUNT, BOOK, make_record
 
 RENDERED_AT = datetime(2026, 12, 1, 9, 0, 0, tzinfo=UTC)
-NAT = "DeleteNatGateway"  # base HIGH, invoked_by_service MEDIUM
+NAT = "DeleteNatGateway"  # base MEDIUM, invoked_by_service LOW
 ENI = "DeleteNetworkInterface"  # base MEDIUM
 SERVICE_LINKED = {
     "type": "AssumedRole",
@@ -119,22 +119,22 @@ SHIPPED_CASES: list[tuple[str, Callable[[Path], dict[str, Any]], str | None, Sev
     ("root failed stays at least HIGH, raised", lambda _: BOOK.case(ENI, "root-failed").record, "root-user",
      Severity.HIGH, Severity.CRITICAL),
     ("real console session without MFA (corpus)", lambda c: corpus_record(c, "DeleteVpcPeeringConnection"),
-     "console-without-mfa", Severity.HIGH, Severity.CRITICAL),
-    ("console without MFA variant", console_no_mfa_variant, "console-without-mfa", Severity.HIGH, Severity.CRITICAL),
-    ("console with MFA: no rule", console_with_mfa, None, Severity.HIGH, Severity.HIGH),
+     "console-without-mfa", Severity.MEDIUM, Severity.HIGH),
+    ("console without MFA variant", console_no_mfa_variant, "console-without-mfa", Severity.MEDIUM, Severity.HIGH),
+    ("console with MFA: no rule", console_with_mfa, None, Severity.MEDIUM, Severity.MEDIUM),
     ("cross-account variant", lambda _: BOOK.case(NAT, "cross-account").record, "cross-account-principal",
-     Severity.HIGH, Severity.CRITICAL),
+     Severity.MEDIUM, Severity.HIGH),
     ("cross-account: zero-stripped recipient is the same account", lambda _: make_record(
         NAT, recipientAccountId="11122223333", userIdentity=dict(BOOK.identity("iam-user"), accountId="011122223333")),
-     None, Severity.HIGH, Severity.HIGH),
+     None, Severity.MEDIUM, Severity.MEDIUM),
     ("real CloudFormation stack deletion (corpus)", lambda c: corpus_record(c, "DetachInternetGateway"),
-     "cloudformation", Severity.MEDIUM, Severity.LOW),
+     "cloudformation", Severity.LOW, Severity.INFORMATIONAL),
     ("CloudFormation variant", lambda _: BOOK.case(NAT, "invoked-by-cloudformation").record, "cloudformation",
-     Severity.MEDIUM, Severity.LOW),
-    ("service-linked role", with_identity(SERVICE_LINKED), "service-linked-role", Severity.HIGH, Severity.MEDIUM),
-    ("plain IAM user: nothing", lambda _: BOOK.case(NAT, "success").record, None, Severity.HIGH, Severity.HIGH),
+     Severity.LOW, Severity.INFORMATIONAL),
+    ("service-linked role", with_identity(SERVICE_LINKED), "service-linked-role", Severity.MEDIUM, Severity.LOW),
+    ("plain IAM user: nothing", lambda _: BOOK.case(NAT, "success").record, None, Severity.MEDIUM, Severity.MEDIUM),
     ("Terraform user agent alone lowers nothing in the shipped file", lambda _: BOOK.case(NAT, "assumed-role").record,
-     None, Severity.HIGH, Severity.HIGH),
+     None, Severity.MEDIUM, Severity.MEDIUM),
 ]
 
 
@@ -191,7 +191,7 @@ def test_site_context_rules(tmp_path: Path, case: str, overrides: dict[str, Any]
     reasons = {r["id"]: r["reason"] for r in SITE_RULES["context"]}
     assert found == {r: reasons[r] for r in rules}
     steps = {"deployment-pipeline": -1, "outside-change-window": 1}
-    assert ocsf["severity_id"] == int(Severity.HIGH) + sum(steps[r] for r in rules)
+    assert ocsf["severity_id"] == int(Severity.MEDIUM) + sum(steps[r] for r in rules)  # the NAT gateway's base
 
 
 @pytest.fixture(params=["memory", "dynamodb"])
@@ -280,7 +280,7 @@ def test_suppressed_findings_are_marked_not_dropped_and_counted(tmp_path: Path, 
     assert ocsf["unmapped"]["triage"]["suppression"] == {
         "rule_id": "lab-cleanup", "reason": SUPPRESS["suppress"][0]["reason"], "owner": "platform@example.com",
         "until": "2027-01-01T00:00:00Z"}
-    assert asff["Severity"]["Label"] == "HIGH"  # suppression does not touch severity
+    assert asff["Severity"]["Label"] == "MEDIUM"  # suppression does not touch severity (the base)
     assert REGISTRY.get_sample_value("connector_findings_suppressed_total", {"rule": "lab-cleanup"}) == before + 1
     # Not matching (another event): not suppressed; the expired rule would match everything.
     other, other_ocsf = documents(factory, make_record(ENI, event_id="sup-2"))
@@ -386,18 +386,18 @@ def test_explain_through_the_command(tmp_path: Path, corpus_dir: Path) -> None:
     out, err = mine.communicate(timeout=120)
     assert mine.returncode == 0, err
     assert "mapping: ec2-delete-vpc-peering-connection@" in out
-    assert "mapping severity: HIGH" in out
+    assert "mapping severity: MEDIUM" in out
     assert "[MATCH] console-no-mfa (raise 1): console without MFA" in out
     assert "userIdentity.sessionContext.attributes.mfaAuthenticated is 'false', equals 'false': yes" in out
     assert "[MATCH] lab-cleanup" in out and "requestParameters.vpcPeeringConnectionId is 'pcx-09cc395f56ffead9e'" in out
     assert "[no   ] old-exception" in out and "expired 2026-11-01T00:00:00Z, not applied" in out
-    assert "severity: HIGH → CRITICAL by console-no-mfa" in out
+    assert "severity: MEDIUM → HIGH by console-no-mfa" in out
     assert "suppressed: yes, by lab-cleanup (owner platform@example.com" in out
     assert "1 records explained" in err
     # The shipped file: the CloudFormation record is lowered and says by which rule.
     out, err = default.communicate(timeout=120)
     assert default.returncode == 0, err
-    assert "[MATCH] cloudformation (lower 1)" in out and "severity: MEDIUM → LOW by cloudformation" in out
+    assert "[MATCH] cloudformation (lower 1)" in out and "severity: LOW → INFORMATIONAL by cloudformation" in out
     assert "suppressed: no" in out
 
 

@@ -98,7 +98,9 @@ def test_peering_restored(ec2: Any, tmp_path: Path) -> None:
         {"Name": "requester-vpc-info.vpc-id", "Values": [s.ids["vpc"]]},
         {"Name": "accepter-vpc-info.vpc-id", "Values": [s.ids["peer_vpc"]]},
     ])["VpcPeeringConnections"]
-    active = [p for p in every if p["Status"]["Code"] == "active"]
+    active = [p for p in every if p["Status"]["Code"] == "active"
+              # (moto may ignore the VPC filters: match the two VPCs here too)
+              and (p["RequesterVpcInfo"]["VpcId"], p["AccepterVpcInfo"]["VpcId"]) == (s.ids["vpc"], s.ids["peer_vpc"])]
     assert len(active) == 1 and active[0]["VpcPeeringConnectionId"] != s.ids["pcx"]
     assert routes_to(ec2, s.ids["table"], "10.1.0.0/16").get("VpcPeeringConnectionId") == active[0]["VpcPeeringConnectionId"]
 

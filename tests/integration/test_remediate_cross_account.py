@@ -7,15 +7,13 @@ that role's account). The accepter deletes the peering; the record is the accept
 requests the new peering in the requester's account and Region, accepts it and repoints the
 accepter's route in the accepter's: each step says where it runs, and the peering is back.
 
-The shipped DeleteVpcPeeringConnection mapping runs every step in the event's account; the
-requester's side needs ``account``/``region`` on its CreateVpcPeeringConnection step. The test
-adds those two lines to a copy of the mappings (``ACCOUNT_LINES``), see the report of issue 12.
+The shipped DeleteVpcPeeringConnection mapping runs its CreateVpcPeeringConnection step in the
+requester's account and Region (``account``/``region`` on the step), the others in the event's.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,6 @@ import boto3
 import pytest
 
 from connector.cli import main
-from tests.conftest import REPO
 from tests.support.moto import REGION, MotoServer
 from tests.support.records import make_record
 
@@ -31,7 +28,6 @@ pytestmark = pytest.mark.moto
 
 OWN, MEMBER, MEMBER_REGION = "123456789012", "111111111111", "eu-west-1"
 ROLE = "arn:{partition}:iam::{account}:role/SecurityHubFindingsImporter"
-ACCOUNT_LINES = '      account: "{requesterAccountId}"\n      region: "{requesterRegion}"\n'
 
 
 def member_ec2() -> Any:
@@ -39,17 +35,6 @@ def member_ec2() -> Any:
                                             RoleSessionName="accepter")["Credentials"]
     return boto3.client("ec2", region_name=MEMBER_REGION, aws_access_key_id=creds["AccessKeyId"],
                         aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
-
-
-def mappings_with_step_accounts(tmp_path: Path) -> Path:
-    root = tmp_path / "mappings"
-    shutil.copytree(REPO / "mappings", root)
-    path = root / "DeleteVpcPeeringConnection.yaml"
-    text = path.read_text()
-    anchor = "      operation: CreateVpcPeeringConnection\n"
-    assert text.count(anchor) == 1
-    path.write_text(text.replace(anchor, anchor + ACCOUNT_LINES))
-    return root
 
 
 def test_a_peering_deleted_by_the_accepter_in_another_account_and_region_is_restored(
@@ -72,7 +57,6 @@ def test_a_peering_deleted_by_the_accepter_in_another_account_and_region_is_rest
                               "arn": f"arn:aws:iam::{MEMBER}:user/network-admin"}
     event = tmp_path / "event.json"
     event.write_text(json.dumps(record))
-    monkeypatch.setenv("CONNECTOR_MAPPINGS_DIR", str(mappings_with_step_accounts(tmp_path)))
     monkeypatch.setenv("CONNECTOR_SECURITYHUB_ASSUME_ROLE_ARN_TEMPLATE", ROLE)
 
     assert main(["remediate", str(event), "--apply", "--yes"]) == 0, capsys.readouterr()
@@ -100,12 +84,12 @@ def test_a_peering_deleted_by_the_accepter_in_another_account_and_region_is_rest
     assert route.get("VpcPeeringConnectionId") == new["VpcPeeringConnectionId"]
 
 
-def test_the_shipped_mapping_runs_the_request_in_the_event_account(tmp_path: Path) -> None:
-    """Without the step's ``account``, the request would run in the accepter's account (where
-    the requester's VPC does not exist): the plan says so, it does not hide it."""
+def test_the_shipped_mapping_requests_in_the_requesters_account_and_region() -> None:
     from connector.mapping import load_mappings
 
     shipped = load_mappings(None)["DeleteVpcPeeringConnection"].enrichment
-    patched = load_mappings(mappings_with_step_accounts(tmp_path))["DeleteVpcPeeringConnection"].enrichment
-    assert shipped is not None and patched is not None
-    assert (shipped.restore[0].account, patched.restore[0].account) == ("{account}", "{requesterAccountId}")
+    assert shipped is not None
+    request = shipped.restore[0]
+    assert (request.operation, request.account, request.region) == (
+        "CreateVpcPeeringConnection", "{requesterAccountId}", "{requesterRegion}")
+    assert all((s.account, s.region) == ("{account}", "{region}") for s in shipped.restore[1:])

@@ -70,7 +70,9 @@ def restored(s: network.Scenario, ec2: Any) -> dict[str, Any]:
     every = ec2.describe_vpc_peering_connections(Filters=[
         {"Name": "requester-vpc-info.vpc-id", "Values": [ids["vpc"]]},
         {"Name": "accepter-vpc-info.vpc-id", "Values": [ids["peer_vpc"]]}])["VpcPeeringConnections"]
-    [new] = [p for p in every if p["Status"]["Code"] == "active"]
+    [new] = [p for p in every if p["Status"]["Code"] == "active"
+              # (moto may ignore the VPC filters: match the two VPCs here too)
+              and (p["RequesterVpcInfo"]["VpcId"], p["AccepterVpcInfo"]["VpcId"]) == (ids["vpc"], ids["peer_vpc"])]
     return restore_record(s.record, "AcceptVpcPeeringConnection", {"vpcPeeringConnectionId": new["VpcPeeringConnectionId"]},
                           response={"vpcPeeringConnection": {
                               "requesterVpcInfo": {"vpcId": new["RequesterVpcInfo"]["VpcId"]},

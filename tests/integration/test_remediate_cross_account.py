@@ -74,7 +74,8 @@ def test_a_peering_deleted_by_the_accepter_in_another_account_and_region_is_rest
     # The requester has a new active peering to the accepter's VPC; the accepter's route uses it.
     peerings = own.describe_vpc_peering_connections(Filters=[
         {"Name": "requester-vpc-info.vpc-id", "Values": [requester_vpc]}])["VpcPeeringConnections"]
-    active = [p for p in peerings if p["Status"]["Code"] == "active"]
+    # (moto may ignore the filter: another test's peerings are on the same server)
+    active = [p for p in peerings if p["Status"]["Code"] == "active" and p["RequesterVpcInfo"]["VpcId"] == requester_vpc]
     assert len(active) == 1 and active[0]["VpcPeeringConnectionId"] != pcx
     new = active[0]
     assert new["AccepterVpcInfo"]["VpcId"] == accepter_vpc and new["AccepterVpcInfo"]["OwnerId"] == MEMBER

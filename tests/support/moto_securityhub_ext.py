@@ -88,11 +88,15 @@ def _changes(params: dict[str, Any]) -> dict[str, Any]:
             raise _invalid(f"Severity.Label must be one of {sorted(LABEL_NORMALIZED)}")
         if normalized is not None and not (isinstance(normalized, int) and 0 <= normalized <= 100):
             raise _invalid("Severity.Normalized must be an integer from 0 to 100")
-        if label is None and normalized is None:
-            raise _invalid("Severity needs Label or Normalized")
+        if label is None:
+            if normalized is None:
+                raise _invalid("Severity needs Label or Normalized")
+            label = _label_for(normalized)
+        elif normalized is None:
+            normalized = LABEL_NORMALIZED[label]
         changes["Severity"] = {
-            "Label": label if label is not None else _label_for(normalized),
-            "Normalized": normalized if normalized is not None else LABEL_NORMALIZED[label],
+            "Label": label,
+            "Normalized": normalized,
             **({"Product": severity["Product"]} if "Product" in severity else {}),
         }
     for name in ("Confidence", "Criticality"):

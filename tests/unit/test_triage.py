@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY
 from connector.errors import MappingFileError
 from connector.factory import FindingFactory
 from connector.model import Severity
+from connector.sinks.opensearch.sink import connector_status
 from connector.triage import load_rules, rules_path, shipped_rules
 from connector.triage.firstseen import DynamoDBSightings, MemorySightings, SightingStore, create_table
 from tests.support.moto import MotoServer
@@ -285,6 +286,11 @@ def test_suppressed_findings_are_marked_not_dropped_and_counted(tmp_path: Path, 
     # Not matching (another event): not suppressed; the expired rule would match everything.
     other, other_ocsf = documents(factory, make_record(ENI, event_id="sup-2"))
     assert other["Workflow"]["Status"] == "NEW" and other_ocsf["status_id"] == 1
+    # OpenSearch's connector.status says the same in both index kinds.
+    assert connector_status(asff, "asff") == connector_status(ocsf, "ocsf") == "SUPPRESSED"
+    assert connector_status(other, "asff") == connector_status(other_ocsf, "ocsf") == "NEW"
+    resolved = ({**asff, "RecordState": "ARCHIVED"}, {**ocsf, "status_id": 4})  # what connector/resolve sends
+    assert connector_status(resolved[0], "asff") == connector_status(resolved[1], "ocsf") == "RESOLVED"
     # After `until` (the whole of 2026-12-31 included) the lab rule stops applying too.
     late = factory_for(tmp_path / "rules.yaml", clock=datetime(2027, 1, 1, 0, 0, 1, tzinfo=UTC))
     assert documents(late, make_record(NAT, event_id="sup-1"))[0]["Workflow"]["Status"] == "NEW"

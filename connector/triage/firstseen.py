@@ -56,10 +56,13 @@ class MemorySightings:
 
     def add(self, key: str, day: int, keep_days: int) -> None:
         with self._lock:
-            days = self._days.setdefault(key, set())
-            self._days.move_to_end(key)
-            if day in days:
-                return
+            days = self._days.get(key)
+            if days is None:
+                days = self._days[key] = set()
+            else:
+                self._days.move_to_end(key)
+                if day in days:
+                    return
             days.add(day)
             for old in [d for d in days if d < day - keep_days]:
                 days.discard(old)

@@ -17,9 +17,11 @@ two agree on every record variant.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from connector.triage.conditions import _DOTTED, MAX_TEXT, Condition, Facts, FieldTest, _digits, _same, as_text
+
+T = TypeVar("T")
 
 
 def _get(node: Any, key: str) -> Any:
@@ -27,7 +29,7 @@ def _get(node: Any, key: str) -> Any:
     return node.get(key) if isinstance(node, Mapping) else None
 
 
-def _read(test: FieldTest, n: int, names: dict[str, Any]) -> list[str]:
+def _read(test: FieldTest, n: str, names: dict[str, Any]) -> list[str]:
     """Lines that leave the tested value in ``v``."""
     if not _DOTTED.match(test.path):  # JMESPath: its compiled search
         names[f"g{n}"] = test.get
@@ -43,19 +45,19 @@ def _read(test: FieldTest, n: int, names: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _as_text_lines() -> list[str]:
-    return ["if type(v) is not str:", "    v = as_text(v)", "    if v is None:", "        return False"]
+def _as_text_lines(fail: str) -> list[str]:
+    return ["if type(v) is not str:", "    v = as_text(v)", "    if v is None:", f"        {fail}"]
 
 
-def _field(test: FieldTest, n: int, names: dict[str, Any]) -> list[str]:
-    """The lines of one field test: ``return False`` unless it holds."""
+def _field(test: FieldTest, n: str, names: dict[str, Any], fail: str) -> list[str]:
+    """The lines of one field test: ``fail`` (a statement) unless it holds."""
     lines = _read(test, n, names)
     op, expected = test.op, test.expected
     names[f"e{n}"] = expected
     if op == "exists":
         present = "(v is not None and v != '' and v != {} and v != [])"
-        return [*lines, f"if {present} is not {bool(expected)}:", "    return False"]
-    lines += _as_text_lines()
+        return [*lines, f"if {present} is not {bool(expected)}:", f"    {fail}"]
+    lines += _as_text_lines(fail)
     if op == "equals":
         stripped = _digits(expected)
         if stripped is None:
@@ -80,24 +82,50 @@ def _field(test: FieldTest, n: int, names: dict[str, Any]) -> list[str]:
         holds = f"e{n} in v"
     elif op in ("differs_from", "same_as"):
         names[f"o{n}"] = test.other
-        lines += [f"o = o{n}(rec)", "if type(o) is not str:", "    o = as_text(o)", "    if o is None:", "        return False"]
+        lines += [f"o = o{n}(rec)", "if type(o) is not str:", "    o = as_text(o)", "    if o is None:", f"        {fail}"]
         holds = f"_same(v, o) is {op == 'same_as'}"
     else:
         holds = "False"
-    return [*lines, f"if not ({holds}):", "    return False"]
+    return [*lines, f"if not ({holds}):", f"    {fail}"]
+
+
+def _conditions(conditions: Sequence[Condition], prefix: str, names: dict[str, Any], fail: str) -> list[str]:
+    lines: list[str] = []
+    for index, condition in enumerate(conditions):
+        n = f"{prefix}_{index}"
+        if isinstance(condition, FieldTest):
+            lines += _field(condition, n, names, fail)
+        else:
+            names[f"c{n}"] = condition.check
+            lines += [f"if not c{n}(facts):", f"    {fail}"]
+    return lines
+
+
+def _build(name: str, body: list[str], names: dict[str, Any]) -> Any:
+    names.update({"as_text": as_text, "_same": _same, "_get": _get, "MAX_TEXT": MAX_TEXT})
+    source = f"def {name}(facts):\n" + "".join(f"    {line}\n" for line in body)
+    exec(compile(source, f"<triage {name}>", "exec"), names)  # template text only: see the module docstring
+    return names[name]
 
 
 def compile_rule(conditions: Sequence[Condition]) -> Callable[[Facts], bool]:
     """One function that holds when every condition holds (tested in order, stopping early)."""
-    names: dict[str, Any] = {"as_text": as_text, "_same": _same, "_get": _get, "MAX_TEXT": MAX_TEXT}
-    body = ["rec = facts.record"]
-    for n, condition in enumerate(conditions):
-        if isinstance(condition, FieldTest):
-            body += _field(condition, n, names)
-        else:
-            names[f"c{n}"] = condition.check
-            body += [f"if not c{n}(facts):", "    return False"]
-    source = "def rule(facts):\n" + "".join(f"    {line}\n" for line in [*body, "return True"])
-    exec(compile(source, "<triage rule>", "exec"), names)  # template text only: see the module docstring
-    rule: Callable[[Facts], bool] = names["rule"]
+    names: dict[str, Any] = {}
+    rule: Callable[[Facts], bool] = _build("rule", [
+        "rec = facts.record", *_conditions(conditions, "0", names, "return False"), "return True"], names)
     return rule
+
+
+def compile_rules(rules: Sequence[tuple[Sequence[Condition], T]]) -> Callable[[Facts], list[T]]:
+    """One function for a whole rule list: the values (``T``) of the rules that hold, in order.
+
+    Each rule is a ``while True`` block that ``break``s at its first failing condition, so a rule
+    set costs one call per event whatever its size."""
+    names: dict[str, Any] = {}
+    body = ["rec = facts.record", "out = []"]
+    for index, (conditions, value) in enumerate(rules):
+        names[f"value{index}"] = value
+        block = [*_conditions(conditions, str(index), names, "break"), f"out.append(value{index})", "break"]
+        body += ["while True:", *(f"    {line}" for line in block)]
+    matched: Callable[[Facts], list[T]] = _build("matched", [*body, "return out"], names)
+    return matched

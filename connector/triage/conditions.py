@@ -90,19 +90,23 @@ def _same(a: str, b: str) -> bool:
     return a == b
 
 
-@dataclass(slots=True)
 class Facts:
-    """What conditions are evaluated against: the record, its time, and precomputed facts."""
+    """What conditions are evaluated against: the record, its time, and precomputed facts.
 
-    record: Mapping[str, Any]
-    time: datetime
-    #: (field path, days) → the value is new in this account (computed once per event).
-    first_seen: dict[tuple[str, int], bool] = field(default_factory=dict)
-    #: (field path) → the value tested, for explanations.
-    first_seen_values: dict[str, str | None] = field(default_factory=dict)
-    #: change window name → whether the event time is in it (each window judged once per event:
-    #: a weekly window's time-zone conversion is the dearest step of a rule).
-    windows: dict[str, bool] = field(default_factory=dict)
+    A plain slotted class (one per event): a dataclass's ``default_factory`` fields cost a call each."""
+
+    __slots__ = ("first_seen", "first_seen_values", "record", "time", "windows")
+
+    def __init__(self, record: Mapping[str, Any], time: datetime) -> None:
+        self.record = record
+        self.time = time
+        #: (field path, days) → the value is new in this account (computed once per event).
+        self.first_seen: dict[tuple[str, int], bool] = {}
+        #: (field path) → the value tested, for explanations.
+        self.first_seen_values: dict[str, str | None] = {}
+        #: change window name → whether the event time is in it (each window judged once per
+        #: event: a weekly window's time-zone conversion is the dearest step of a rule).
+        self.windows: dict[str, bool] = {}
 
 
 class Condition(Protocol):

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from connector import metrics
 from connector.model import CloudTrailEvent, Severity
-from connector.triage.compiled import compile_rule
+from connector.triage.compiled import compile_rule, compile_rules
 from connector.triage.conditions import Facts, all_hold, as_text, compile_path
 from connector.triage.firstseen import DAY_SECONDS, MemorySightings, SightingStore, sighting_key
 from connector.triage.result import Adjustment, Suppression, TriageResult
@@ -55,14 +55,16 @@ class Triage:
         self.rules = rules
         self.store: SightingStore = store if store is not None else MemorySightings()
         self.clock = clock
+        self._memory = self.store if type(self.store) is MemorySightings else None
         # Compiled once: per first-seen field its getter and the (key, days) facts it answers; per
         # rule one closure over its conditions and the Adjustment / Suppression it contributes.
         paths = dict.fromkeys(path for path, _ in rules.first_seen)
         self._first_seen = tuple(
             (path, compile_path(path), tuple(((path, d), d) for p, d in rules.first_seen if p == path)) for path in paths)
         self._keep_days = max((days for _, days in rules.first_seen), default=0)
-        self._context = tuple((compile_rule(r.match), Adjustment(r.id, r.reason, r.steps, r.at_least, r.at_most))
-                              for r in rules.context)
+        self._context = compile_rules([(r.match, Adjustment(r.id, r.reason, r.steps, r.at_least, r.at_most))
+                                       for r in rules.context])
+        self._untouched = {severity: TriageResult(severity, severity) for severity in Severity}
         self._suppress = tuple((r, compile_rule(r.match), Suppression(r.id, r.reason, r.owner, r.until)) for r in rules.suppress)
 
     # -- facts ---------------------------------------------------------------------------------
@@ -79,19 +81,21 @@ class Triage:
                     facts.first_seen[key] = False
                 continue
             sighting = sighting_key(event.account_id, path, value)
+            latest: float | None
             try:
-                seen = self.store.days(sighting)
-                if record:
-                    self.store.add(sighting, day, self._keep_days)
+                if self._memory is not None:
+                    latest = self._memory.latest_before(sighting, day, self._keep_days, record=record)
+                else:
+                    latest = max((d for d in self.store.days(sighting) if d < day), default=None)
+                    if record:
+                        self.store.add(sighting, day, self._keep_days)
             except Exception as exc:  # a store outage must not cost the finding: "not new", logged
                 metrics.TRIAGE_STORE_ERRORS.inc()
                 log.warning("first-seen store failed for %s (%s): %s; treated as seen", event.event_id, path, exc)
-                seen = (day - 1,)
+                latest = day - 1
             # New for N days: no sighting in [day - N, day), i.e. the latest earlier one is older.
-            latest: float = -math.inf  # the latest sighting before the event's day
-            for d in seen:
-                if latest < d < day:
-                    latest = d
+            if latest is None:
+                latest = -math.inf
             for key, days in asked:
                 facts.first_seen[key] = latest < day - days
         return facts
@@ -99,7 +103,7 @@ class Triage:
     # -- the decision --------------------------------------------------------------------------
     def assess(self, event: CloudTrailEvent, base: Severity, *, record: bool = True) -> TriageResult:
         facts = self.facts(event, record=record)
-        adjustments = tuple([adjustment for holds, adjustment in self._context if holds(facts)])
+        adjustments = self._context(facts)
         suppression = None
         if self._suppress:
             now = self.clock()
@@ -107,8 +111,9 @@ class Triage:
                 if rule.active(now) and holds(facts):
                     suppression = marked
                     break
-        return TriageResult(base=base, severity=self._combine(base, adjustments) if adjustments else base,
-                            adjustments=adjustments, suppression=suppression)
+        if not adjustments and suppression is None:
+            return self._untouched[base]  # most findings: one shared result per severity
+        return TriageResult(base, self._combine(base, adjustments), tuple(adjustments), suppression)
 
     @staticmethod
     def _combine(base: Severity, matched: Sequence[Adjustment]) -> Severity:

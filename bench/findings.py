@@ -24,9 +24,12 @@ from tests.support.records import EVENTS, variants
 #: Identities and outcomes in the proportions a trail has them, so rules match some of the time.
 MIX = ("success", "success", "assumed-role", "invoked-by-cloudformation", "root", "cross-account", "failed",
        "sdk-no-source-ip")
+#: With the shipped rules, every condition kind the rules schema has: every field operator,
+#: ``any``, ``not``, ``first_seen``, ``outside_windows`` / ``within_windows`` (weekly and one-off).
 EXTRA_RULES: dict[str, Any] = {
     "change_windows": {"weekdays": {"timezone": "Europe/Berlin", "days": ["mon", "tue", "wed", "thu", "fri"],
-                                    "start": "08:00", "end": "18:00"}},
+                                    "start": "08:00", "end": "18:00"},
+                       "freeze": {"from": "2026-12-20T00:00:00Z", "to": "2027-01-04"}},
     "context": [
         {"id": "deployment-pipeline", "reason": "the deployment role ran infrastructure as code",
          "match": [{"field": "userIdentity.sessionContext.sessionIssuer.userName", "in": ["NetworkAdmin", "Deployer"]},
@@ -39,9 +42,15 @@ EXTRA_RULES: dict[str, Any] = {
         {"id": "outside-change-window", "reason": "outside the change windows",
          "match": [{"outside_windows": ["weekdays"]}, {"not": {"field": "userIdentity.invokedBy", "exists": True}}],
          "raise": 1},
+        {"id": "own-account-sdk-in-window", "reason": "an SDK call from the resource's own account in a window",
+         "match": [{"within_windows": ["weekdays", "freeze"]}, {"field": "eventSource", "suffix": ".amazonaws.com"},
+                   {"field": "userAgent", "contains": "Boto3"},
+                   {"field": "userIdentity.accountId", "same_as": "recipientAccountId"}], "lower": 1},
     ],
     "suppress": [{"id": "lab", "owner": "bench", "reason": "the lab account", "until": "2099-01-01",
-                  "match": [{"field": "recipientAccountId", "equals": "999999999999"}]}],
+                  "match": [{"field": "recipientAccountId", "equals": "999999999999"}]},
+                 {"id": "lab-janitor", "owner": "bench", "reason": "the lab janitor's test events",
+                  "match": [{"field": "eventID", "prefix": "lab-"}, {"field": "userAgent", "contains": "janitor"}]}],
 }
 
 

@@ -15,12 +15,14 @@ triage problem never costs a finding.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from connector import metrics
 from connector.model import CloudTrailEvent, Severity
+from connector.triage.compiled import compile_rule, compile_rules
 from connector.triage.conditions import Facts, all_hold, as_text, compile_path
 from connector.triage.firstseen import DAY_SECONDS, MemorySightings, SightingStore, sighting_key
 from connector.triage.result import Adjustment, Suppression, TriageResult
@@ -53,55 +55,68 @@ class Triage:
         self.rules = rules
         self.store: SightingStore = store if store is not None else MemorySightings()
         self.clock = clock
-        self._first_seen_getters = {path: compile_path(path) for path, _ in rules.first_seen}
-        self._first_seen_days = {path: [d for p, d in rules.first_seen if p == path] for path in self._first_seen_getters}
+        self._memory = self.store if type(self.store) is MemorySightings else None
+        # Compiled once: per first-seen field its getter and the (key, days) facts it answers; per
+        # rule one closure over its conditions and the Adjustment / Suppression it contributes.
+        paths = dict.fromkeys(path for path, _ in rules.first_seen)
+        self._first_seen = tuple(
+            (path, compile_path(path), tuple(((path, d), d) for p, d in rules.first_seen if p == path)) for path in paths)
         self._keep_days = max((days for _, days in rules.first_seen), default=0)
+        self._context = compile_rules([(r.match, Adjustment(r.id, r.reason, r.steps, r.at_least, r.at_most))
+                                       for r in rules.context])
+        self._untouched = {severity: TriageResult(severity, severity) for severity in Severity}
+        self._suppress = tuple((r, compile_rule(r.match), Suppression(r.id, r.reason, r.owner, r.until)) for r in rules.suppress)
 
     # -- facts ---------------------------------------------------------------------------------
     def facts(self, event: CloudTrailEvent, *, record: bool = True) -> Facts:
         facts = Facts(event.raw, event.event_time)
-        if not self.rules.first_seen:
+        if not self._first_seen:
             return facts
         day = int(event.event_time.timestamp()) // DAY_SECONDS
-        for path, getter in self._first_seen_getters.items():
+        for path, getter, asked in self._first_seen:
             value = as_text(getter(event.raw))
             facts.first_seen_values[path] = value
             if value is None:  # nothing to be new: no fact, and nothing recorded
-                for days in self._first_seen_days[path]:
-                    facts.first_seen[(path, days)] = False
+                for key, _ in asked:
+                    facts.first_seen[key] = False
                 continue
-            key = sighting_key(event.account_id, path, value)
+            sighting = sighting_key(event.account_id, path, value)
+            latest: float | None
             try:
-                seen = self.store.days(key)
-                if record:
-                    self.store.add(key, day, self._keep_days)
+                if self._memory is not None:
+                    latest = self._memory.latest_before(sighting, day, self._keep_days, record=record)
+                else:
+                    latest = max((d for d in self.store.days(sighting) if d < day), default=None)
+                    if record:
+                        self.store.add(sighting, day, self._keep_days)
             except Exception as exc:  # a store outage must not cost the finding: "not new", logged
                 metrics.TRIAGE_STORE_ERRORS.inc()
                 log.warning("first-seen store failed for %s (%s): %s; treated as seen", event.event_id, path, exc)
-                seen = (day - 1,)
-            for days in self._first_seen_days[path]:
-                facts.first_seen[(path, days)] = not any(day - days <= d < day for d in seen)
+                latest = day - 1
+            # New for N days: no sighting in [day - N, day), i.e. the latest earlier one is older.
+            if latest is None:
+                latest = -math.inf
+            for key, days in asked:
+                facts.first_seen[key] = latest < day - days
         return facts
 
     # -- the decision --------------------------------------------------------------------------
     def assess(self, event: CloudTrailEvent, base: Severity, *, record: bool = True) -> TriageResult:
         facts = self.facts(event, record=record)
-        matched = [rule for rule in self.rules.context if all_hold(rule.match, facts)]
-        severity = self._combine(base, matched)
+        adjustments = self._context(facts)
         suppression = None
-        if self.rules.suppress:
+        if self._suppress:
             now = self.clock()
-            suppression = next((r for r in self.rules.suppress if r.active(now) and all_hold(r.match, facts)), None)
-        return TriageResult(
-            base=base,
-            severity=severity,
-            adjustments=tuple(Adjustment(r.id, r.reason, r.steps, r.at_least, r.at_most) for r in matched),
-            suppression=Suppression(suppression.id, suppression.reason, suppression.owner, suppression.until)
-            if suppression else None,
-        )
+            for rule, holds, marked in self._suppress:
+                if rule.active(now) and holds(facts):
+                    suppression = marked
+                    break
+        if not adjustments and suppression is None:
+            return self._untouched[base]  # most findings: one shared result per severity
+        return TriageResult(base, self._combine(base, adjustments), tuple(adjustments), suppression)
 
     @staticmethod
-    def _combine(base: Severity, matched: list[ContextRule]) -> Severity:
+    def _combine(base: Severity, matched: Sequence[Adjustment]) -> Severity:
         if not matched:
             return base
         value = int(_clamp(int(base) + sum(rule.steps for rule in matched)))

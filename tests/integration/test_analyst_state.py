@@ -1,13 +1,14 @@
 """Analyst state survives a replay: a status (and notes, assignee, tags) set by an analyst in
 OpenSearch (a partial update of the ``analyst`` object, on a real node) and in Security Hub
-(moto) is unchanged after ``connector replay`` of the same log files, while the connector's own
-fields are rewritten (so the replay did write).
+(``BatchUpdateFindings`` with boto3 over HTTP, as an analyst's tool sets it) is unchanged after
+``connector replay`` of the same log files, while the connector's own fields are rewritten (so the
+replay did write).
 
-Security Hub: moto (5.2) has no ``BatchUpdateFindings``, and the test asserts that it has none, so
-that it is switched to the real call once moto has it. Meanwhile the analyst's fields are put where
-BatchUpdateFindings puts them, through moto's ``BatchImportFindings``, which merges every
-top-level key into the stored finding. That merge is also why this test can fail: a re-import
-that carried ``Workflow`` (the renderer writes ``Workflow.Status`` NEW) would reset the status.
+moto has no ``BatchUpdateFindings`` of its own; our moto server adds it
+(tests/support/moto_securityhub_ext.py). moto's ``BatchImportFindings`` merges every top-level key
+of a re-imported finding into the stored one (real Security Hub ignores the customer-owned ones
+once a finding exists), which is what lets this test fail: a re-import that carried ``Workflow``,
+``Note`` or ``UserDefinedFields`` (the renderer writes ``Workflow.Status`` NEW) would reset them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from opensearchpy import OpenSearch
 
 from tests.support.moto import MotoServer
@@ -34,8 +34,9 @@ ACCOUNT = "123456789012"
 REGION = "eu-west-1"
 ANALYST = {"status": "RESOLVED", "assignee": "ana@example.com", "notes": ["planned decommission, CHG-1234"],
            "tags": ["change-window"]}
+#: What the analyst sends with BatchUpdateFindings (Security Hub stamps Note.UpdatedAt itself).
 OWNED = {"Workflow": {"Status": "RESOLVED"}, "VerificationState": "BENIGN_POSITIVE",
-         "Note": {"Text": "planned decommission, CHG-1234", "UpdatedBy": "ana", "UpdatedAt": "2026-11-21T09:00:00.000Z"},
+         "Note": {"Text": "planned decommission, CHG-1234", "UpdatedBy": "ana"},
          "UserDefinedFields": {"ticket": "CHG-1234"}}
 
 
@@ -80,11 +81,15 @@ def test_replay_changes_no_analyst_field(aws_env: MotoServer, opensearch_url: st
     assert len(before) == 3
     target_id = sorted(before)[0]
     target = before[target_id]
-    with pytest.raises(ClientError) as missing:  # moto: not implemented (see the module docstring)
-        hub.batch_update_findings(FindingIdentifiers=[{"Id": target_id, "ProductArn": target["ProductArn"]}],
-                                  Workflow={"Status": "RESOLVED"})
-    assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] in (404, 500, 501)
-    assert hub.batch_import_findings(Findings=[{**target, **OWNED}])["SuccessCount"] == 1
+    answer = hub.batch_update_findings(FindingIdentifiers=[{"Id": target_id, "ProductArn": target["ProductArn"]}],
+                                       **OWNED)
+    assert answer["ProcessedFindings"] == [{"Id": target_id, "ProductArn": target["ProductArn"]}]
+    assert answer["UnprocessedFindings"] == []
+    analysed = sh_findings(tag)[target_id]
+    assert {f: analysed[f] for f in ("Workflow", "UserDefinedFields", "VerificationState")} == {
+        f: OWNED[f] for f in ("Workflow", "UserDefinedFields", "VerificationState")}
+    assert analysed["Note"]["Text"] == OWNED["Note"]["Text"] and analysed["Note"]["UpdatedAt"]
+    assert analysed["UpdatedAt"] == target["UpdatedAt"]  # BatchUpdateFindings leaves UpdatedAt
 
     client = OpenSearch(hosts=[opensearch_url])
     docs = os_docs(client, prefix)
@@ -100,8 +105,10 @@ def test_replay_changes_no_analyst_field(aws_env: MotoServer, opensearch_url: st
 
     after = sh_findings(tag)
     assert set(after) == set(before)
-    for field, value in OWNED.items():
-        assert after[target_id][field] == value, field
+    for field in ("Workflow", "Note", "UserDefinedFields", "VerificationState"):
+        assert after[target_id][field] == analysed[field], field
+    for other in set(after) - {target_id}:  # the analyst touched one finding only
+        assert not {"Workflow", "Note", "UserDefinedFields", "VerificationState"} & set(after[other])
     assert after[target_id]["UpdatedAt"] > target["UpdatedAt"]  # the replay did rewrite the finding
     docs = os_docs(client, prefix)
     assert len(docs) == 6

@@ -1,6 +1,7 @@
 """Suppression never drops: a suppressed finding goes through `connector run --once` into Security
 Hub (moto) and both OpenSearch indexes (a real node), marked suppressed with its rule id, next to
-an unsuppressed one; the expired rule in the same file is reported at start-up."""
+an unsuppressed one (`connector.status` SUPPRESSED in both index kinds); the expired rule in the
+same file is reported at start-up."""
 
 from __future__ import annotations
 
@@ -90,3 +91,11 @@ def test_a_suppressed_finding_reaches_every_sink_marked(aws_env: MotoServer, ope
     assert ocsf["unmapped"]["triage"]["suppression"]["owner"] == "platform@example.com"
     plain = os_doc(opensearch_url, f"{prefix}-ocsf-2004-*", finding_ids["plain"])
     assert plain["status_id"] == 1 and "triage" not in plain["unmapped"]
+    # connector.status, the field a SOC filters both index kinds on, says the same (a keyword).
+    assert asff["connector"]["status"] == ocsf["connector"]["status"] == "SUPPRESSED"
+    plain_asff = os_doc(opensearch_url, f"{prefix}-asff-*", finding_ids["plain"])
+    assert plain_asff["connector"]["status"] == plain["connector"]["status"] == "NEW"
+    client = OpenSearch(hosts=[opensearch_url])
+    hits = client.search(index=f"{prefix}-*", body={"query": {"term": {"connector.status": "SUPPRESSED"}}})["hits"]["hits"]
+    assert sorted(h["_index"].split("-")[2] for h in hits) == ["asff", "ocsf"]
+    assert {h["_id"] for h in hits} == {finding_ids["suppressed"]}

@@ -2,7 +2,8 @@
 
 A separate process (not ThreadedMotoServer in the test process) keeps moto's global state and
 its threads away from the code under test, and lets tests kill and restart connector processes
-independently of it.
+independently of it. The process is moto's server with the Security Hub operations moto lacks
+added (``tests/support/moto_securityhub_ext.py``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ import urllib.request
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
+#: The repository root: the server runs ``tests.support.moto_securityhub_ext`` as a module from it.
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -65,10 +69,11 @@ def start_moto_server(timeout: float = 60.0) -> MotoServer:
     port = free_port()
     env = dict(os.environ, MOTO_ALLOW_NONEXISTENT_REGION="true")
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "tests.support.moto_securityhub_ext", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
+        cwd=REPO,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout

@@ -22,6 +22,7 @@ from prometheus_client import REGISTRY
 from connector.errors import MappingFileError
 from connector.factory import FindingFactory
 from connector.model import Severity
+from connector.sinks.opensearch.sink import connector_status
 from connector.triage import load_rules, rules_path, shipped_rules
 from connector.triage.firstseen import DynamoDBSightings, MemorySightings, SightingStore, create_table
 from tests.support.moto import MotoServer
@@ -285,6 +286,11 @@ def test_suppressed_findings_are_marked_not_dropped_and_counted(tmp_path: Path, 
     # Not matching (another event): not suppressed; the expired rule would match everything.
     other, other_ocsf = documents(factory, make_record(ENI, event_id="sup-2"))
     assert other["Workflow"]["Status"] == "NEW" and other_ocsf["status_id"] == 1
+    # OpenSearch's connector.status says the same in both index kinds.
+    assert connector_status(asff, "asff") == connector_status(ocsf, "ocsf") == "SUPPRESSED"
+    assert connector_status(other, "asff") == connector_status(other_ocsf, "ocsf") == "NEW"
+    resolved = ({**asff, "RecordState": "ARCHIVED"}, {**ocsf, "status_id": 4})  # what connector/resolve sends
+    assert connector_status(resolved[0], "asff") == connector_status(resolved[1], "ocsf") == "RESOLVED"
     # After `until` (the whole of 2026-12-31 included) the lab rule stops applying too.
     late = factory_for(tmp_path / "rules.yaml", clock=datetime(2027, 1, 1, 0, 0, 1, tzinfo=UTC))
     assert documents(late, make_record(NAT, event_id="sup-1"))[0]["Workflow"]["Status"] == "NEW"
@@ -415,3 +421,60 @@ def test_a_failing_first_seen_store_costs_no_finding(tmp_path: Path) -> None:
     asff, ocsf = documents(factory, make_record(NAT, event_id="broken-1", eventTime=at(11, 0)))
     assert not {"new-principal", "new-source-ip"} & set(adjustments(asff, ocsf))
     assert REGISTRY.get_sample_value("connector_triage_store_errors_total") == before + 2
+
+
+#: Every condition kind, with values that exercise the number and boolean comparisons.
+EVERY_KIND = {"version": 1, "change_windows": {
+    "weekdays": {"timezone": "Europe/Berlin", "days": ["mon", "tue", "wed", "thu", "fri"], "start": "08:00", "end": "18:00"},
+    "night": {"timezone": "UTC", "days": ["tue", "thu"], "start": "22:00", "end": "02:00"},
+    "freeze": {"from": "2026-11-20T00:00:00Z", "to": "2026-11-21"}},
+    "context": [
+        {"id": f"r{i}", "reason": "a reason long enough", "match": match, "raise": 1} for i, match in enumerate([
+            [{"field": "userIdentity.type", "equals": "Root"}],
+            [{"field": "userIdentity.accountId", "equals": 111122223333}, {"field": "readOnly", "equals": False}],
+            [{"field": "userIdentity.accountId", "in": ["0111122223333", 999988887777]}],
+            [{"field": "userIdentity.sessionContext.sessionIssuer.arn", "matches": ":role/aws-service-role/"}],
+            [{"field": "userAgent", "prefix": "aws-cli/"}, {"field": "eventSource", "suffix": ".amazonaws.com"}],
+            [{"field": "userAgent", "contains": "Terraform"}, {"field": "userIdentity.invokedBy", "exists": False}],
+            [{"field": "userIdentity.accountId", "differs_from": "recipientAccountId"}],
+            [{"field": "userIdentity.accountId", "same_as": "recipientAccountId"}, {"field": "requestParameters", "exists": True}],
+            [{"any": [{"field": "sessionCredentialFromConsole", "equals": True},
+                      {"not": {"field": "userIdentity.sessionContext.attributes.mfaAuthenticated", "equals": "true"}}]}],
+            [{"first_seen": {"field": "sourceIPAddress", "days": 2}}, {"outside_windows": ["weekdays", "night"]}],
+            [{"within_windows": ["freeze"]}, {"field": "userIdentity.sessionContext.sessionIssuer | userName", "matches": "^A"}],
+        ])],
+    "suppress": [{"id": "s", "owner": "owner@example.com", "reason": "a reason long enough",
+                  "match": [{"field": "eventID", "prefix": "lab-"}, {"field": "userAgent", "contains": "Boto3"}]}]}
+
+
+def test_compiled_rules_decide_as_the_conditions_do(tmp_path: Path) -> None:
+    """The engine's generated rule functions (triage/compiled.py) against the condition objects
+    ``map --explain`` uses, on every record variant and mutations of the values compared."""
+    from connector.events import parse_event
+    from connector.triage import load_triage
+    from connector.triage.compiled import compile_rule
+    from connector.triage.conditions import all_hold
+    from tests.support.records import EVENTS, variants
+
+    triage = load_triage(str(write_rules(tmp_path, EVERY_KIND)))
+    assert triage is not None
+    mutations: list[dict[str, Any]] = [
+        {}, {"userAgent": None}, {"userAgent": "Boto3/1.35 Terraform/1.9"}, {"eventID": "lab-1"}, {"readOnly": False},
+        {"recipientAccountId": "999988887777"}, {"sessionCredentialFromConsole": True}, {"userIdentity": "not an object"},
+        {"eventTime": "2026-11-24T23:30:00Z"}, {"eventTime": "2026-11-20T12:00:00Z"}, {"requestParameters": {}},
+        {"sourceIPAddress": "ec2.amazonaws.com"}, {"eventTime": "2026-12-06T12:00:00Z"},
+        {"userIdentity": {"type": "AssumedRole", "accountId": "0111122223333", "sessionContext": {"sessionIssuer": {
+            "arn": f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/ec2.amazonaws.com/AWSServiceRoleForEC2",
+            "userName": "AWSServiceRoleForEC2"}, "attributes": {"mfaAuthenticated": "true"}}}}]
+    hits: set[str] = set()
+    for name in EVENTS:
+        for record in variants(name).values():
+            for change in mutations:
+                event = parse_event({**record, **change})
+                facts = triage.facts(event)
+                expected = [r.id for r in triage.rules.context if all_hold(r.match, facts)]
+                assert [a.rule_id for a in triage._context(facts)] == expected, (name, change)
+                for rule in triage.rules.suppress:
+                    assert compile_rule(rule.match)(facts) is all_hold(rule.match, facts)
+                hits.update(expected)
+    assert hits == {r.id for r in triage.rules.context}  # every rule matched somewhere: the test can fail

@@ -26,7 +26,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from opensearchpy import helpers
@@ -65,8 +65,27 @@ def _ip(text: str | None) -> str | None:
         return None
 
 
-def summary(finding: Finding, fmt: FindingFormat) -> dict[str, Any]:
-    """The filterable fields, identical in both index kinds (see the index templates)."""
+#: OCSF ``status_id`` → ``connector.status`` (the ASFF ``Workflow.Status`` words).
+OCSF_STATUS = {1: "NEW", 2: "NOTIFIED", 3: "SUPPRESSED", 4: "RESOLVED"}
+
+
+def connector_status(document: Mapping[str, Any], fmt: FindingFormat) -> str:
+    """The status as the connector rendered it, the same word in both index kinds: SUPPRESSED
+    for a suppression rule's finding (ASFF ``Workflow.Status`` SUPPRESSED, OCSF ``status_id`` 3),
+    RESOLVED for a finding its restore resolved (ASFF ``RecordState`` ARCHIVED, OCSF
+    ``status_id`` 4), else NEW. The analyst's status is ``analyst.status``, never this one."""
+    if fmt == "ocsf":
+        status_id = document.get("status_id")
+        return OCSF_STATUS.get(status_id, "NEW") if isinstance(status_id, int) else "NEW"
+    if document.get("RecordState") == "ARCHIVED":
+        return "RESOLVED"
+    workflow = document.get("Workflow")
+    return "SUPPRESSED" if isinstance(workflow, Mapping) and workflow.get("Status") == "SUPPRESSED" else "NEW"
+
+
+def summary(finding: Finding, fmt: FindingFormat, document: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The filterable fields, identical in both index kinds (see the index templates);
+    ``status`` from the rendered ``document`` (NEW without one)."""
     event = finding.event
     ident = event.identity
     doc: dict[str, Any] = {
@@ -87,7 +106,7 @@ def summary(finding: Finding, fmt: FindingFormat) -> dict[str, Any]:
         "resource_types": sorted({r.ocsf_type for r in finding.resources}),
         "severity": finding.severity.name,
         "severity_id": int(finding.severity),
-        "status": "NEW",
+        "status": connector_status(document, fmt) if document is not None else "NEW",
         "outcome": finding.outcome,
         "error_code": event.error_code,
         "title": finding.title,
@@ -145,7 +164,7 @@ class OpenSearchSink:
             source = dict(item.document)
             source.pop("raw_data", None)  # kept once, as connector.raw_event
             source.pop(ANALYST_FIELD, None)  # never ours to write
-            source["connector"] = summary(item.finding, item.format)
+            source["connector"] = summary(item.finding, item.format, item.document)
             # A partial update that creates the document when missing: the analyst's fields stay.
             yield {"_op_type": "update", "_index": index_name(self.prefix, item), "_id": item.finding_id,
                    "doc": source, "doc_as_upsert": True, "retry_on_conflict": RETRY_ON_CONFLICT}

@@ -18,13 +18,12 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
 import pytest
 
+from tests.support.accounting import Accounting
 from tests.support.faultproxy import FaultProxy, Faults
 from tests.support.moto import MotoServer
 from tests.support.records import an_event, make_record
@@ -41,41 +40,6 @@ from tests.support.service import (
 pytestmark = pytest.mark.moto
 
 SH_REGION = "eu-west-1"  # the events' region (tests/support/records.py)
-
-
-@dataclass
-class Accounting:
-    """What one scenario did with the events it sent; printed as a table and asserted on."""
-
-    scenario: str
-    sent: list[str]
-    delivered: dict[str, list[str]] = field(default_factory=dict)  # sink → ids (with repeats)
-    dead_lettered: Counter[str] = field(default_factory=Counter)  # reason → count
-
-    #: sink → the ids it should hold (default: all sent)
-    expected: dict[str, list[str]] = field(default_factory=dict)
-    lettered_ids: list[str] = field(default_factory=list)
-
-    def _expected(self, sink: str) -> set[str]:
-        return set(self.expected.get(sink, self.sent))
-
-    def lost(self, sink: str) -> int:
-        return len(self._expected(sink) - set(self.delivered.get(sink, [])) - set(self.lettered_ids))
-
-    def duplicated(self, sink: str) -> int:
-        ids = [i for i in self.delivered.get(sink, []) if i in self._expected(sink)]
-        return len(ids) - len(set(ids))
-
-    def table(self) -> str:
-        rows = [f"scenario: {self.scenario}",
-                f"{'sink':<14}{'expected':>9}{'delivered':>11}{'lost':>6}{'duplicated':>12}"]
-        for sink, ids in self.delivered.items():
-            rows.append(f"{sink:<14}{len(self._expected(sink)):>9}{len(set(ids) & self._expected(sink)):>11}"
-                        f"{self.lost(sink):>6}{self.duplicated(sink):>12}")
-        repeats = len(self.lettered_ids) - len(set(self.lettered_ids))
-        rows.append(f"dead-lettered: {len(self.lettered_ids)} ({repeats} repeated)"
-                    + "".join(f"\n  {n} × {reason}" for reason, n in self.dead_lettered.most_common()))
-        return "\n".join(rows)
 
 
 def _queues(name: str, max_receives: int) -> tuple[str, str, str]:
@@ -443,3 +407,99 @@ def test_s3_missing_objects_and_503s_lose_nothing(aws_env: MotoServer, tmp_path:
         assert account.lost(sink) == 0 and account.duplicated(sink) == 0, account.table()
     assert len(letters) == 1 and missing in letters[0]["reason"], account.table()
     assert "no such key" in letters[0]["reason"].lower() or "NoSuchKey" in letters[0]["reason"], letters[0]["reason"]
+
+
+def _opensearch_event_ids(url: str, pattern: str) -> list[str]:
+    """The event id of every document in the indexes matching ``pattern`` (one per document,
+    so a finding stored twice — under two ids, or in two daily indexes — shows as a repeat)."""
+    from opensearchpy import OpenSearch
+
+    client = OpenSearch(hosts=[url])
+    client.indices.refresh(index=pattern, ignore_unavailable=True)
+    ids: list[str] = []
+    page = client.search(index=pattern, scroll="1m", size=500, _source_includes=["connector.event_id"],
+                         body={"query": {"match_all": {}}}, ignore_unavailable=True)
+    while page["hits"]["hits"]:
+        ids += [hit["_source"]["connector"]["event_id"] for hit in page["hits"]["hits"]]
+        page = client.scroll(scroll_id=page["_scroll_id"], scroll="1m")
+    client.clear_scroll(scroll_id=page["_scroll_id"], ignore=(404,))
+    client.close()
+    return ids
+
+
+def test_opensearch_429_rejections_lose_and_duplicate_nothing(aws_env: MotoServer, opensearch_url: str, tmp_path: Path) -> None:
+    """The real OpenSearch node behind a proxy that answers bulk requests 429
+    ``es_rejected_execution_exception`` for a while: first every bulk request (/readyz must say
+    the sink refuses), then a share of whole requests and a share of items inside 200 answers,
+    then none. Every finding ends in both indexes once; JSONL is not rewritten on the retries."""
+    from tests.support.opensearch_faults import BulkFaults, OpenSearchFaultProxy
+
+    tag = f"osr{uuid.uuid4().hex[:6]}"
+    prefix = tag
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName=f"{tag}-q", Attributes={"VisibilityTimeout": "4"})["QueueUrl"]
+    own_dlq = sqs.create_queue(QueueName=f"{tag}-dlq")["QueueUrl"]
+    out = tmp_path / "jsonl"
+    faults = BulkFaults(reject_request_fraction=1.0, seed=int(os.environ.get("FAULTS_SEED", "10")))
+    with OpenSearchFaultProxy(opensearch_url, faults) as proxy:
+        env = service_env(aws_env, queue, own_dlq, out, CONNECTOR_SINKS="jsonl,opensearch", CONNECTOR_OPENSEARCH_URL=proxy.url,
+                          CONNECTOR_OPENSEARCH_INDEX_PREFIX=prefix, CONNECTOR_SQS_VISIBILITY_TIMEOUT="4",
+                          CONNECTOR_GATHER_SECONDS="0", CONNECTOR_SQS_MAX_MESSAGES="5",
+                          # Two attempts per delivery: rejections reach the pipeline (a release and a
+                          # redelivery) instead of being absorbed by the sink's own retries.
+                          CONNECTOR_OPENSEARCH_MAX_ATTEMPTS="2")
+        ready_url = f"http://127.0.0.1:{env['CONNECTOR_HTTP_PORT']}/readyz"
+        proc = start_service(env)
+        try:
+            sent = send_events(queue, f"{tag}a", 20)
+            try:  # every bulk request rejected: the cluster answers its health check, yet delivers nothing
+                refusing = wait_for(lambda: (got := http_get(ready_url))[0] == 503 and "opensearch" in got[1] and got,
+                                    timeout=60, interval=0.5)
+            except AssertionError:
+                raise AssertionError(f"/readyz while every bulk is rejected: {http_get(ready_url)}\n{service_log(proc)}") from None
+            with proxy.lock:  # then a share: 30% of requests whole, 30% of the other requests' items
+                proxy.faults.reject_request_fraction, proxy.faults.reject_item_fraction = 0.3, 0.3
+            sent += send_events(queue, f"{tag}b", 20)
+            # "For a while": until both kinds of rejection happened a few times.
+            start = len(proxy.bulks)
+            wait_for(lambda: len(proxy.bulks) - start >= 10 and min(proxy.rejected()) >= 3, timeout=60, interval=0.5)
+            with proxy.lock:
+                proxy.faults.reject_request_fraction = proxy.faults.reject_item_fraction = 0.0
+
+            def settled() -> bool:
+                try:
+                    return (not queue_depth(queue) and set(sent) <= set(_opensearch_event_ids(opensearch_url, f"{prefix}-asff-*"))
+                            and set(sent) <= set(_opensearch_event_ids(opensearch_url, f"{prefix}-ocsf-*")))
+                except Exception:  # the indexes may not exist yet
+                    return False
+            try:
+                wait_for(settled, timeout=120, interval=1)
+                ready_back = wait_for(lambda: (got := http_get(ready_url))[0] == 200 and got, timeout=30)
+            except AssertionError:
+                raise AssertionError(f"did not settle:\n{service_log(proc)}") from None
+        finally:
+            _stop(proc)
+        whole, items = proxy.rejected()
+        writes = [i for i in proxy.items() if i.written]
+        letters = _drain_letters(own_dlq)
+        account = Accounting(f"OpenSearch bulk 429 es_rejected_execution_exception: {whole} whole requests, "
+                             f"{items} items inside 200 answers", sent)
+        account.delivered["jsonl"] = _jsonl_event_ids(out)
+        account.delivered["os-asff"] = _opensearch_event_ids(opensearch_url, f"{prefix}-asff-*")
+        account.delivered["os-ocsf"] = _opensearch_event_ids(opensearch_url, f"{prefix}-ocsf-*")
+        # Writes the node accepted, repeats included (an upsert of the same id each time).
+        account.delivered["os-writes-asff"] = [i.id.rsplit("/", 1)[-1] for i in writes if "-asff-" in i.index]
+        account.delivered["os-writes-ocsf"] = [i.id.rsplit("/", 1)[-1] for i in writes if "-ocsf-" in i.index]
+        account.dead_lettered.update(_reason(letter) for letter in letters)
+        account.lettered_ids = [_letter_id(letter["body"]) for letter in letters]
+    print("\n" + account.table() + f"\n/readyz while rejecting: {refusing[0]} {refusing[1]}")
+    assert whole and items, "the proxy rejected no whole request or no item: the scenario did not happen"
+    assert "refusing every document" in refusing[1] and "429" in refusing[1], refusing
+    assert ready_back[0] == 200
+    assert not letters, account.table()
+    for sink in ("jsonl", "os-asff", "os-ocsf"):
+        assert account.lost(sink) == 0 and account.duplicated(sink) == 0 and not account.unexpected(sink), account.table()
+    # A write accepted but its message released (another item of the same batch rejected) is
+    # upserted again on the redelivery: bounded by the findings sent, and never a second document.
+    for sink in ("os-writes-asff", "os-writes-ocsf"):
+        assert account.lost(sink) == 0 and account.duplicated(sink) <= len(sent), account.table()

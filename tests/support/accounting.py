@@ -1,0 +1,53 @@
+"""The fault suite's accounting: what one scenario did with the events it sent.
+
+Printed as a table (sent, delivered per sink, lost, duplicated, dead-lettered by reason) and
+asserted on by the SQS and Kinesis fault scenarios alike (tests/integration/test_faults.py,
+tests/integration/test_kinesis_source.py). A sink's ``delivered`` list holds the event ids it
+was found holding or was sent, *with repeats*: for a sink that upserts by id (Security Hub,
+OpenSearch) a repeat in what it holds is a real duplicate; in what it was sent (``*-imports``,
+``*-writes``) a repeat is an at-least-once rewrite of the same id, counted and bounded.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Accounting:
+    """What one scenario did with the events it sent; printed as a table and asserted on."""
+
+    scenario: str
+    sent: list[str]
+    delivered: dict[str, list[str]] = field(default_factory=dict)  # sink → ids (with repeats)
+    dead_lettered: Counter[str] = field(default_factory=Counter)  # reason → count
+
+    #: sink → the ids it should hold (default: all sent)
+    expected: dict[str, list[str]] = field(default_factory=dict)
+    lettered_ids: list[str] = field(default_factory=list)
+
+    def _expected(self, sink: str) -> set[str]:
+        return set(self.expected.get(sink, self.sent))
+
+    def lost(self, sink: str) -> int:
+        return len(self._expected(sink) - set(self.delivered.get(sink, [])) - set(self.lettered_ids))
+
+    def duplicated(self, sink: str) -> int:
+        ids = [i for i in self.delivered.get(sink, []) if i in self._expected(sink)]
+        return len(ids) - len(set(ids))
+
+    def unexpected(self, sink: str) -> int:
+        """Ids a sink holds that the scenario never sent (a forged or mangled finding)."""
+        return len(set(self.delivered.get(sink, [])) - self._expected(sink) - set(self.sent))
+
+    def table(self) -> str:
+        rows = [f"scenario: {self.scenario}", f"sent: {len(self.sent)}",
+                f"{'sink':<16}{'expected':>9}{'delivered':>11}{'lost':>6}{'duplicated':>12}"]
+        for sink, ids in self.delivered.items():
+            rows.append(f"{sink:<16}{len(self._expected(sink)):>9}{len(set(ids) & self._expected(sink)):>11}"
+                        f"{self.lost(sink):>6}{self.duplicated(sink):>12}")
+        repeats = len(self.lettered_ids) - len(set(self.lettered_ids))
+        rows.append(f"dead-lettered: {len(self.lettered_ids)} ({repeats} repeated)"
+                    + "".join(f"\n  {n} × {reason}" for reason, n in self.dead_lettered.most_common()))
+        return "\n".join(rows)

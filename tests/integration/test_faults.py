@@ -357,9 +357,10 @@ def _s3_notice(bucket: str, key: str) -> str:
 
 
 def test_s3_missing_objects_and_503s_lose_nothing(aws_env: MotoServer, tmp_path: Path) -> None:
-    """S3 notices into a configured trail bucket; S3 (behind a fault proxy) answers 503 SlowDown
-    to the first reads, more than the client's own retries; one notice names a missing object.
-    The log files are retried and delivered, the missing one dead-lettered once with its reason."""
+    """S3 notices into a configured trail bucket; S3 (behind a fault proxy) answers every read
+    503 SlowDown for a while, far more than the client's own retries, and /readyz must say the
+    source's reads fail; one notice names a missing object. Once S3 answers again the log files
+    are delivered, the missing one dead-lettered once with its reason, and /readyz is 200."""
     tag = f"s3f{uuid.uuid4().hex[:6]}"
     bucket = f"trail-{tag}"
     s3, sqs = boto3.client("s3"), boto3.client("sqs")
@@ -376,16 +377,25 @@ def test_s3_missing_objects_and_503s_lose_nothing(aws_env: MotoServer, tmp_path:
         sent += ids
     missing = TRAIL_KEY.format(1999)
     out = tmp_path / "jsonl"
-    faults = Faults(fail_paths={f"/{bucket}/": [503, "SlowDown", 12]})
+    faults = Faults(fail_paths={f"/{bucket}/": [503, "SlowDown", 1_000_000]})
     with FaultProxy(aws_env.url, faults) as proxy, FaultProxy(aws_env.url) as sh_proxy:
         env = _both_sinks(aws_env, queue, own_dlq, out, sh_proxy, AWS_ENDPOINT_URL_S3=proxy.url,
                           CONNECTOR_S3_TRAIL_BUCKETS=bucket)
+        ready_url = f"http://127.0.0.1:{env['CONNECTOR_HTTP_PORT']}/readyz"
         for key in [*keys[:2], missing, *keys[2:]]:
             sqs.send_message(QueueUrl=queue, MessageBody=_s3_notice(bucket, key))
         proc = start_service(env)
         try:
+            try:  # the queue answers, S3 does not: nothing can be delivered
+                failing = wait_for(lambda: (got := http_get(ready_url))[0] == 503 and "could not be read" in got[1] and got,
+                                   timeout=90, interval=0.5)
+            except AssertionError:
+                raise AssertionError(f"/readyz while S3 answers 503: {http_get(ready_url)}\n{service_log(proc)}") from None
+            with proxy.lock:
+                faults.fail_paths[f"/{bucket}/"][2] = 0  # S3 is back
             try:
                 wait_for(lambda: not queue_depth(queue) and set(sent) <= set(_held_findings(tag)), timeout=120, interval=1)
+                ready_back = wait_for(lambda: (got := http_get(ready_url))[0] == 200 and got, timeout=30)
             except AssertionError:
                 raise AssertionError(f"did not settle:\n{service_log(proc)}") from None
             time.sleep(2)
@@ -401,8 +411,10 @@ def test_s3_missing_objects_and_503s_lose_nothing(aws_env: MotoServer, tmp_path:
         account.delivered["sh-imports"] = _forwarded_imports(sh_proxy, tag)
         account.dead_lettered.update(_reason(letter) for letter in letters)
         account.lettered_ids = [letter["body"] for letter in letters]
-    print("\n" + account.table())
-    assert answered_503 == 12, "the fault did not happen"
+    print("\n" + account.table() + f"\n/readyz while S3 answered 503: {failing[0]} {failing[1][:300]}")
+    assert answered_503 >= 9, "the fault did not happen (3 notices, each read with the client's retries)"
+    assert "source sqs: " in failing[1] and "SlowDown" in failing[1], failing
+    assert ready_back[0] == 200
     for sink in ("jsonl", "securityhub", "sh-imports"):
         assert account.lost(sink) == 0 and account.duplicated(sink) == 0, account.table()
     assert len(letters) == 1 and missing in letters[0]["reason"], account.table()

@@ -23,7 +23,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.support.accounting import Accounting
+from tests.support.accounting import SH_REGION, Accounting, jsonl_event_ids, opensearch_event_ids, security_hub_ids
 from tests.support.faultproxy import FaultProxy, Faults
 from tests.support.moto import MotoServer
 from tests.support.records import an_event, make_record
@@ -38,8 +38,6 @@ from tests.support.service import (
 )
 
 pytestmark = pytest.mark.moto
-
-SH_REGION = "eu-west-1"  # the events' region (tests/support/records.py)
 
 
 def _queues(name: str, max_receives: int) -> tuple[str, str, str]:
@@ -68,18 +66,6 @@ def _drain_letters(url: str) -> list[dict[str, str]]:
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
 
-def _jsonl_event_ids(directory: Path) -> list[str]:
-    ids = []
-    for path in sorted(directory.glob("*asff*.jsonl*")):
-        for line in path.read_text().splitlines():
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                continue  # empty, or a line torn by kill -9 (rewritten on redelivery)
-            ids.append(doc["Id"].rsplit("/", 1)[-1])
-    return ids
-
-
 def _security_hub_imports(proxy: FaultProxy, tag: str) -> list[str]:
     """Every finding id Security Hub was sent (repeats included), read from the requests."""
     return [i.rsplit("/", 1)[-1] for r in proxy.imports() for i in r.finding_ids if tag in i]
@@ -100,7 +86,7 @@ def test_a_sink_outage_with_the_redrive_policy_drains_nothing_into_the_dlq(
         proc = start_service(env)
         try:
             first = send_events(queue, f"{tag}a", 10)
-            wait_for(lambda: len(set(_jsonl_event_ids(out))) == 10, timeout=90)
+            wait_for(lambda: len(set(jsonl_event_ids(out))) == 10, timeout=90)
             # The JSONL sink goes down: its directory becomes a file (writes and its check fail).
             shutil.rmtree(out)
             out.write_text("not a directory")
@@ -111,7 +97,7 @@ def test_a_sink_outage_with_the_redrive_policy_drains_nothing_into_the_dlq(
             def settled() -> bool:
                 if queue_depth(queue):
                     return False
-                delivered = set(_jsonl_event_ids(out)) if out.is_dir() else set()
+                delivered = set(jsonl_event_ids(out)) if out.is_dir() else set()
                 return set(during) <= delivered or bool(queue_depth(native_dlq) + queue_depth(own_dlq))
 
             try:
@@ -125,7 +111,7 @@ def test_a_sink_outage_with_the_redrive_policy_drains_nothing_into_the_dlq(
         account = Accounting(f"jsonl down 40 s, redrive maxReceiveCount 2, hold_on_outage={hold}", [*first, *during])
         # The JSONL files of the first ten went with the directory: count the outage's ten there.
         account.expected["jsonl"] = during
-        account.delivered["jsonl"] = _jsonl_event_ids(out) if out.is_dir() else []
+        account.delivered["jsonl"] = jsonl_event_ids(out) if out.is_dir() else []
         account.delivered["securityhub"] = _security_hub_imports(proxy, tag)
         account.dead_lettered.update(letter["reason"][:100] for letter in letters)
         account.lettered_ids = [json.loads(letter["body"])["eventID"] for letter in letters]
@@ -146,18 +132,6 @@ def test_a_sink_outage_with_the_redrive_policy_drains_nothing_into_the_dlq(
 
 
 # -- more scenarios (issue 10 item 7) ------------------------------------------------------
-
-
-def _held_findings(tag: str) -> list[str]:
-    """The ids Security Hub (moto, via GetFindings) holds for this scenario, repeats included."""
-    client = boto3.client("securityhub", region_name=SH_REGION)
-    ids, token = [], None
-    while True:
-        page = client.get_findings(MaxResults=100, **({"NextToken": token} if token else {}))
-        ids += [f["Id"].rsplit("/", 1)[-1] for f in page["Findings"] if tag in f["Id"]]
-        token = page.get("NextToken")
-        if not token:
-            return ids
 
 
 def _forwarded_imports(proxy: FaultProxy, tag: str) -> list[str]:
@@ -229,15 +203,15 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(aws_env: MotoServe
         proc = start_service(env)
         try:
             try:
-                wait_for(lambda: not queue_depth(queue) and set(sent) <= set(_held_findings(tag)), timeout=120, interval=1)
+                wait_for(lambda: not queue_depth(queue) and set(sent) <= set(security_hub_ids(tag)), timeout=120, interval=1)
             except AssertionError:
                 raise AssertionError(f"not everything delivered after {kills} kills:\n{service_log(proc)}") from None
         finally:
             _stop(proc)
         letters = _drain_letters(own_dlq)
         account = Accounting(f"SQS, kill -9 x{kills} at random points, restart each time", sent)
-        account.delivered["jsonl"] = _jsonl_event_ids(out)
-        account.delivered["securityhub"] = _held_findings(tag)
+        account.delivered["jsonl"] = jsonl_event_ids(out)
+        account.delivered["securityhub"] = security_hub_ids(tag)
         account.delivered["sh-imports"] = _forwarded_imports(proxy, tag)
         account.dead_lettered.update(_reason(letter) for letter in letters)
         account.lettered_ids = [_letter_id(letter["body"]) for letter in letters]
@@ -267,7 +241,7 @@ def test_security_hub_throttling_and_failed_findings(aws_env: MotoServer, tmp_pa
         proc = start_service(env)
         try:
             def settled() -> bool:
-                return (not queue_depth(queue) and set(sent) - {rejected} <= set(_held_findings(tag))
+                return (not queue_depth(queue) and set(sent) - {rejected} <= set(security_hub_ids(tag))
                         and bool(queue_depth(own_dlq)))
             try:
                 wait_for(settled, timeout=120, interval=1)
@@ -280,8 +254,8 @@ def test_security_hub_throttling_and_failed_findings(aws_env: MotoServer, tmp_pa
         account = Accounting(f"Security Hub 35% of imports 429 ({throttled} throttled), {rejected} rejected (InvalidInput)", sent)
         account.expected["securityhub"] = [i for i in sent if i != rejected]
         account.expected["sh-imports"] = account.expected["securityhub"]
-        account.delivered["jsonl"] = _jsonl_event_ids(out)
-        account.delivered["securityhub"] = _held_findings(tag)
+        account.delivered["jsonl"] = jsonl_event_ids(out)
+        account.delivered["securityhub"] = security_hub_ids(tag)
         account.delivered["sh-imports"] = _forwarded_imports(proxy, tag)
         account.dead_lettered.update(_reason(letter) for letter in letters)
         account.lettered_ids = [_letter_id(letter["body"]) for letter in letters]
@@ -309,12 +283,12 @@ def test_dead_letter_queue_down_holds_poison_until_it_is_back(aws_env: MotoServe
         proc = start_service(env)
         try:
             first = send_events(queue, f"{tag}a", 10)
-            wait_for(lambda: set(first) <= set(_jsonl_event_ids(out)), timeout=90)
+            wait_for(lambda: set(first) <= set(jsonl_event_ids(out)), timeout=90)
             sqs.delete_queue(QueueUrl=own_dlq)
             for body in poison:
                 sqs.send_message(QueueUrl=queue, MessageBody=body)
             during = send_events(queue, f"{tag}b", 10)
-            wait_for(lambda: set(during) <= set(_jsonl_event_ids(out)) and set(during) <= set(_held_findings(tag)),
+            wait_for(lambda: set(during) <= set(jsonl_event_ids(out)) and set(during) <= set(security_hub_ids(tag)),
                      timeout=90, interval=1)
             time.sleep(10)  # more than two visibility timeouts: the poison is received again and again
             held_back = queue_depth(queue)
@@ -333,8 +307,8 @@ def test_dead_letter_queue_down_holds_poison_until_it_is_back(aws_env: MotoServe
             _stop(proc)
         letters = _drain_letters(own_dlq)
         account = Accounting("connector's SQS DLQ deleted mid-run, recreated after 10 s+", [*first, *during])
-        account.delivered["jsonl"] = _jsonl_event_ids(out)
-        account.delivered["securityhub"] = _held_findings(tag)
+        account.delivered["jsonl"] = jsonl_event_ids(out)
+        account.delivered["securityhub"] = security_hub_ids(tag)
         account.delivered["sh-imports"] = _forwarded_imports(proxy, tag)
         account.dead_lettered.update(_reason(letter) for letter in letters)
         account.lettered_ids = [letter["body"] for letter in letters]
@@ -394,7 +368,7 @@ def test_s3_missing_objects_and_503s_lose_nothing(aws_env: MotoServer, tmp_path:
             with proxy.lock:
                 faults.fail_paths[f"/{bucket}/"][2] = 0  # S3 is back
             try:
-                wait_for(lambda: not queue_depth(queue) and set(sent) <= set(_held_findings(tag)), timeout=120, interval=1)
+                wait_for(lambda: not queue_depth(queue) and set(sent) <= set(security_hub_ids(tag)), timeout=120, interval=1)
                 ready_back = wait_for(lambda: (got := http_get(ready_url))[0] == 200 and got, timeout=30)
             except AssertionError:
                 raise AssertionError(f"did not settle:\n{service_log(proc)}") from None
@@ -406,8 +380,8 @@ def test_s3_missing_objects_and_503s_lose_nothing(aws_env: MotoServer, tmp_path:
             reads = sum(1 for r in proxy.requests if r.method == "GET" and r.path.startswith(f"/{bucket}/"))
         letters = _drain_letters(own_dlq)
         account = Accounting(f"S3 503 SlowDown x{answered_503} (of {reads} reads), 1 notice of a missing object", sent)
-        account.delivered["jsonl"] = _jsonl_event_ids(out)
-        account.delivered["securityhub"] = _held_findings(tag)
+        account.delivered["jsonl"] = jsonl_event_ids(out)
+        account.delivered["securityhub"] = security_hub_ids(tag)
         account.delivered["sh-imports"] = _forwarded_imports(sh_proxy, tag)
         account.dead_lettered.update(_reason(letter) for letter in letters)
         account.lettered_ids = [letter["body"] for letter in letters]
@@ -419,24 +393,6 @@ def test_s3_missing_objects_and_503s_lose_nothing(aws_env: MotoServer, tmp_path:
         assert account.lost(sink) == 0 and account.duplicated(sink) == 0, account.table()
     assert len(letters) == 1 and missing in letters[0]["reason"], account.table()
     assert "no such key" in letters[0]["reason"].lower() or "NoSuchKey" in letters[0]["reason"], letters[0]["reason"]
-
-
-def _opensearch_event_ids(url: str, pattern: str) -> list[str]:
-    """The event id of every document in the indexes matching ``pattern`` (one per document,
-    so a finding stored twice — under two ids, or in two daily indexes — shows as a repeat)."""
-    from opensearchpy import OpenSearch
-
-    client = OpenSearch(hosts=[url])
-    client.indices.refresh(index=pattern, ignore_unavailable=True)
-    ids: list[str] = []
-    page = client.search(index=pattern, scroll="1m", size=500, _source_includes=["connector.event_id"],
-                         body={"query": {"match_all": {}}}, ignore_unavailable=True)
-    while page["hits"]["hits"]:
-        ids += [hit["_source"]["connector"]["event_id"] for hit in page["hits"]["hits"]]
-        page = client.scroll(scroll_id=page["_scroll_id"], scroll="1m")
-    client.clear_scroll(scroll_id=page["_scroll_id"], ignore=(404,))
-    client.close()
-    return ids
 
 
 def test_opensearch_429_rejections_lose_and_duplicate_nothing(aws_env: MotoServer, opensearch_url: str, tmp_path: Path) -> None:
@@ -480,8 +436,8 @@ def test_opensearch_429_rejections_lose_and_duplicate_nothing(aws_env: MotoServe
 
             def settled() -> bool:
                 try:
-                    return (not queue_depth(queue) and set(sent) <= set(_opensearch_event_ids(opensearch_url, f"{prefix}-asff-*"))
-                            and set(sent) <= set(_opensearch_event_ids(opensearch_url, f"{prefix}-ocsf-*")))
+                    return (not queue_depth(queue) and set(sent) <= set(opensearch_event_ids(opensearch_url, f"{prefix}-asff-*"))
+                            and set(sent) <= set(opensearch_event_ids(opensearch_url, f"{prefix}-ocsf-*")))
                 except Exception:  # the indexes may not exist yet
                     return False
             try:
@@ -496,9 +452,9 @@ def test_opensearch_429_rejections_lose_and_duplicate_nothing(aws_env: MotoServe
         letters = _drain_letters(own_dlq)
         account = Accounting(f"OpenSearch bulk 429 es_rejected_execution_exception: {whole} whole requests, "
                              f"{items} items inside 200 answers", sent)
-        account.delivered["jsonl"] = _jsonl_event_ids(out)
-        account.delivered["os-asff"] = _opensearch_event_ids(opensearch_url, f"{prefix}-asff-*")
-        account.delivered["os-ocsf"] = _opensearch_event_ids(opensearch_url, f"{prefix}-ocsf-*")
+        account.delivered["jsonl"] = jsonl_event_ids(out)
+        account.delivered["os-asff"] = opensearch_event_ids(opensearch_url, f"{prefix}-asff-*")
+        account.delivered["os-ocsf"] = opensearch_event_ids(opensearch_url, f"{prefix}-ocsf-*")
         # Writes the node accepted, repeats included (an upsert of the same id each time).
         account.delivered["os-writes-asff"] = [i.id.rsplit("/", 1)[-1] for i in writes if "-asff-" in i.index]
         account.delivered["os-writes-ocsf"] = [i.id.rsplit("/", 1)[-1] for i in writes if "-ocsf-" in i.index]

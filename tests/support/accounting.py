@@ -10,8 +10,15 @@ OpenSearch) a repeat in what it holds is a real duplicate; in what it was sent (
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+
+#: The test events' region (tests/support/records.py): where their findings are imported.
+SH_REGION = "eu-west-1"
 
 
 @dataclass
@@ -51,3 +58,49 @@ class Accounting:
         rows.append(f"dead-lettered: {len(self.lettered_ids)} ({repeats} repeated)"
                     + "".join(f"\n  {n} × {reason}" for reason, n in self.dead_lettered.most_common()))
         return "\n".join(rows)
+
+
+# -- what the sinks hold ----------------------------------------------------------------
+
+
+def jsonl_event_ids(directory: Path) -> list[str]:
+    """The event ids of the ASFF findings the JSONL sink wrote (repeats included)."""
+    ids = []
+    for path in sorted(directory.glob("*asff*.jsonl*")):
+        for line in path.read_text().splitlines():
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue  # empty, or a line torn by kill -9 (rewritten on redelivery)
+            ids.append(doc["Id"].rsplit("/", 1)[-1])
+    return ids
+
+
+def security_hub_ids(tag: str, region: str = SH_REGION) -> list[str]:
+    """The ids Security Hub (moto, via GetFindings) holds for this scenario, repeats included."""
+    client = boto3.client("securityhub", region_name=region)
+    ids, token = [], None
+    while True:
+        page = client.get_findings(MaxResults=100, **({"NextToken": token} if token else {}))
+        ids += [f["Id"].rsplit("/", 1)[-1] for f in page["Findings"] if tag in f["Id"]]
+        token = page.get("NextToken")
+        if not token:
+            return ids
+
+
+def opensearch_event_ids(url: str, pattern: str) -> list[str]:
+    """The event id of every document in the indexes matching ``pattern`` (one per document,
+    so a finding stored twice — under two ids, or in two daily indexes — shows as a repeat)."""
+    from opensearchpy import OpenSearch
+
+    client = OpenSearch(hosts=[url])
+    client.indices.refresh(index=pattern, ignore_unavailable=True)
+    ids: list[str] = []
+    page = client.search(index=pattern, scroll="1m", size=500, _source_includes=["connector.event_id"],
+                         body={"query": {"match_all": {}}}, ignore_unavailable=True)
+    while page["hits"]["hits"]:
+        ids += [hit["_source"]["connector"]["event_id"] for hit in page["hits"]["hits"]]
+        page = client.scroll(scroll_id=page["_scroll_id"], scroll="1m")
+    client.clear_scroll(scroll_id=page["_scroll_id"], ignore=(404,))
+    client.close()
+    return ids

@@ -79,8 +79,11 @@ def _pairs(lines: list[bytes]) -> list[tuple[dict[str, Any], bytes | None]]:
 class OpenSearchFaultProxy:
     """``with OpenSearchFaultProxy(node_url, BulkFaults(...)) as proxy:`` — point the sink at ``proxy.url``."""
 
-    def __init__(self, upstream: str, faults: BulkFaults | None = None) -> None:
+    def __init__(self, upstream: str, faults: BulkFaults | None = None, *, port: int = 0) -> None:
+        """``port``: where to listen (0: any free port); a fixed one lets a test start the proxy
+        after the connector, which meanwhile finds OpenSearch down (connection refused)."""
         self.upstream = urlsplit(upstream)
+        self.port = port
         self.faults = faults or BulkFaults()
         self.lock = threading.Lock()
         self.bulks: list[BulkRequest] = []
@@ -103,7 +106,7 @@ class OpenSearchFaultProxy:
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="os-faultproxy", daemon=True)
         self._thread.start()

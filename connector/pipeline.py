@@ -22,13 +22,14 @@ from cachetools import TTLCache
 from connector import metrics
 from connector.deadletters import DeadLetterSink
 from connector.envelopes import DecodeFailure, Decoder, Skipped
-from connector.errors import ConnectorError, DeliveryError
+from connector.errors import ConnectorError, DeliveryError, SourceError
 from connector.factory import FindingFactory
 from connector.model import DeadLetter, DeliveryResult, Outcome, RenderedFinding, SourceMessage
 from connector.resolve.resolver import is_resolved
 from connector.select import Selector
 from connector.sinks import Sink
 from connector.sinks.breaker import BreakerState, SinkBreaker
+from connector.sources.reads import ReadHealth
 
 if TYPE_CHECKING:
     from connector.correlate import Correlator
@@ -126,6 +127,8 @@ class Pipeline:
         self._cache_lock = threading.Lock()
         #: One breaker per sink, in ``sinks`` order (two sinks may share a name in tests).
         self.breakers = [SinkBreaker(sink.name, sink.check) for sink in self.sinks]
+        #: The S3 reads messages need (notices), for ``/readyz``.
+        self.reads = ReadHealth()
 
     # -- map -------------------------------------------------------------------------------
     def map_records(self, body: bytes, origin: str) -> tuple[list[RenderedFinding], list[DeadLetter], int]:
@@ -152,11 +155,15 @@ class Pipeline:
         source, _, rest = origin.partition(":")
         records = metrics.RECORDS_IN.labels(source if rest and source else "unknown")
         items = self.decoder.decode_stream(chunks(), origin=origin) if chunks else self.decoder.decode(body, origin=origin)
+        read_s3 = False
         for item in items:
             records.inc(item.count if isinstance(item, Skipped) else 1)
             if isinstance(item, Skipped):
                 skipped += item.count
                 continue
+            if not read_s3 and ">s3://" in item.origin:  # an object a notice named was read
+                read_s3 = True
+                self.reads.worked()
             if isinstance(item, DecodeFailure):
                 letters.append(
                     DeadLetter("decode", str(item.error), item.origin, item.body, origin, type(item.error).__name__)
@@ -338,6 +345,8 @@ class Pipeline:
                         break
             except ConnectorError as exc:
                 log.warning("message %s kept for redelivery: %s", message.id, exc)
+                if isinstance(exc, SourceError):
+                    self.reads.failed(str(exc))
                 total.failed, total.reason = True, str(exc)
             except Exception as exc:
                 parts.append((total, _Work(message, [], [_undecodable(message, exc)], 0)))

@@ -62,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
     except (ConnectorError, ValueError) as exc:
         report("redrive", exc)
         return USAGE_ERROR
+    try:
+        source.open()
+    except ConnectorError as exc:  # a missing bucket or queue is not "no letters"
+        report("redrive", exc)
+        return 1
     if args.dry_run:
         try:
             for _ in source.matching():

@@ -32,18 +32,26 @@ class Service:
     http: Any = None
 
     def ready(self) -> tuple[bool, str]:
-        """Sources and sinks reachable and not draining (for /readyz)."""
+        """Source, its object reads, sinks and dead-letter destination working, not draining (for /readyz)."""
         if self.runner.draining or self.runner.stop.is_set():
             return False, "draining"
         try:
             self.runner.source.check()
         except Exception as exc:
             return False, f"source {self.runner.source.name}: {exc}"
-        for sink in self.pipeline.sinks:
+        reads = self.pipeline.reads.trouble()
+        if reads:
+            return False, f"source {self.runner.source.name}: {reads}"
+        for sink, breaker in zip(self.pipeline.sinks, self.pipeline.breakers, strict=True):
             try:
                 sink.check()
             except Exception as exc:
                 return False, f"sink {sink.name}: {exc}"
+            # Answering its check is not enough: a sink whose breaker is open, or that refuses
+            # every document (OpenSearch 429), delivers nothing.
+            trouble = breaker.trouble()
+            if trouble:
+                return False, f"sink {sink.name}: {trouble}"
         try:
             self.pipeline.dead_letters.check()
         except Exception as exc:

@@ -26,6 +26,10 @@ from connector.retry import Backoff
 
 #: Between probes of a sink that is down: 1 s, 2 s, 4 s … up to 30 s (jittered).
 PROBE_BACKOFF = Backoff(base_seconds=1.0, cap_seconds=30.0, max_attempts=1_000_000)
+#: A sink that refused every document of a delivery while answering its check (OpenSearch 429
+#: ``es_rejected_execution_exception``, Security Hub throttling every call) counts as refusing
+#: for ``/readyz`` until a delivery gets through, or this long after its last refusal.
+REFUSING_SECONDS = 60.0
 
 
 class BreakerState(Enum):
@@ -40,6 +44,7 @@ class _Status:
     failures: int = 0  # failed deliveries and probes since the last success
     next_probe_at: float = 0.0
     last_error: str = ""
+    refused_at: float | None = None  # the last delivery refused whole while the check passed
 
 
 class SinkBreaker:
@@ -80,7 +85,25 @@ class SinkBreaker:
         except Exception as exc:
             self.failed(f"{error} (check: {exc})")
             return True
+        with self._lock:
+            self._status.refused_at = self._clock()
+            self._status.last_error = error
         return False
+
+    def trouble(self) -> str | None:
+        """Why delivery to this sink is stopped now, for ``/readyz``; None while it delivers.
+
+        Open: its deliveries and its check failed. Refusing: its last delivery failed for every
+        document although the check passed (the cluster answers health but rejects writes, HTTP
+        429), and no delivery got through since — for ``REFUSING_SECONDS`` after the refusal.
+        """
+        with self._lock:
+            s = self._status
+            if s.state is BreakerState.OPEN:
+                return f"circuit open: {s.last_error}"
+            if s.refused_at is not None and self._clock() - s.refused_at < REFUSING_SECONDS:
+                return f"refusing every document: {s.last_error}"
+        return None
 
     def failed(self, error: str) -> None:
         """The sink is down: open (or re-open, with a longer wait before the next probe)."""

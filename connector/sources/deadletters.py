@@ -9,6 +9,7 @@ that do not match the filters are never touched.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import ClassVar
 
 from connector.config import Settings
 from connector.deadletters.base import Redrivable, StoredLetter
-from connector.errors import ConfigError
+from connector.errors import ConfigError, ConnectorError, SourceError
 from connector.model import SourceMessage
 
 BATCH = 10
@@ -63,6 +64,20 @@ class DeadLetterSource:
     @classmethod
     def from_settings(cls, settings: Settings) -> DeadLetterSource:
         raise ConfigError("the dead-letter source is built by `connector redrive`, not from settings")
+
+    def open(self) -> None:
+        """Read the first letter now, so that a destination that cannot be read (a missing
+        bucket or queue, no permission) fails with its reason before anything runs, instead of
+        looking like a destination with no letters (and exiting 0)."""
+        try:
+            first = next(self._letters)
+        except StopIteration:
+            return
+        except ConnectorError:
+            raise
+        except Exception as exc:
+            raise SourceError(f"cannot read dead letters from {self.destination.url}: {exc}") from exc
+        self._letters = itertools.chain([first], self._letters)
 
     def matching(self) -> Iterator[StoredLetter]:
         """The letters the filter selects (and counts), in destination order."""

@@ -120,3 +120,17 @@ def test_redrive_needs_a_source(tmp_path: Path) -> None:
 def test_a_bad_reason_pattern_is_a_usage_error(tmp_path: Path) -> None:
     proc = redrive(f"file://{tmp_path}/dlq", tmp_path, "--reason", "(")
     assert proc.returncode == 2 and "regular expression" in proc.stderr
+
+
+def test_redrive_from_a_missing_bucket_or_queue_fails_with_one_line(aws_env: MotoServer, tmp_path: Path) -> None:
+    """A destination that cannot be read is not one without letters: exit non-zero, one line
+    naming it and the cause (before, a missing bucket ran 0 letters and exited 0)."""
+    queue = "https://sqs.us-east-1.amazonaws.com/123456789012/no-such-dead-letter-queue"
+    for url, cause in (("s3://missing-bucket-redrive/letters", "NoSuchBucket"), (queue, "NonExistentQueue")):
+        for extra in ((), ("--dry-run",)):
+            done = redrive(url, tmp_path, *extra)
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            assert done.returncode == 1, (url, extra, done.stderr)
+            assert len(lines) == 1 and lines[0].startswith("connector redrive: cannot read dead letters from " + url), lines
+            assert cause in lines[0] or "does not exist" in lines[0], lines
+    assert delivered(tmp_path) == []

@@ -38,3 +38,47 @@ def test_open_probe_half_open_closed() -> None:
     assert breaker.probe()
     breaker.delivered()
     assert breaker.state is BreakerState.CLOSED and breaker.last_error == ""
+
+
+def test_trouble_names_an_open_breaker_and_a_sink_that_refuses_every_document() -> None:
+    """/readyz asks ``trouble``: a sink that answers its health check but rejects every write
+    (OpenSearch 429 es_rejected_execution_exception) delivers nothing, so it is not ready."""
+    from connector.sinks.breaker import REFUSING_SECONDS
+
+    clock, healthy = Clock(), [True]
+
+    def check() -> None:
+        if not healthy[0]:
+            raise ConnectionError("refused")
+
+    breaker = SinkBreaker("opensearch", check, clock=clock)
+    assert breaker.trouble() is None
+    assert not breaker.suspect("429: es_rejected_execution_exception"), "its check passes: not down"
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.trouble() == "refusing every document: 429: es_rejected_execution_exception"
+    breaker.delivered()
+    assert breaker.trouble() is None, "a delivery got through"
+    breaker.suspect("429: es_rejected_execution_exception")
+    clock.now += REFUSING_SECONDS + 1
+    assert breaker.trouble() is None, "an old refusal with nothing tried since no longer counts"
+    healthy[0] = False
+    assert breaker.suspect("no answer from OpenSearch")
+    assert (breaker.trouble() or "").startswith("circuit open: no answer from OpenSearch")
+
+
+def test_read_health_fails_after_persistent_failures_and_recovers_on_a_working_read() -> None:
+    from connector.sources.reads import PERSISTENT_FAILURES, STALE_SECONDS, ReadHealth
+
+    clock = Clock()
+    reads = ReadHealth(clock=clock)
+    for _ in range(PERSISTENT_FAILURES - 1):
+        reads.failed("reading s3://trail/a failed, will retry: SlowDown")
+    assert reads.trouble() is None, "one slow read is not an outage"
+    reads.failed("reading s3://trail/b failed, will retry: SlowDown")
+    assert "SlowDown" in (reads.trouble() or "")
+    reads.worked()
+    assert reads.trouble() is None
+    for _ in range(PERSISTENT_FAILURES):
+        reads.failed("SlowDown")
+    clock.now += STALE_SECONDS + 1
+    assert reads.trouble() is None

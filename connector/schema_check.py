@@ -227,7 +227,7 @@ def compile_check(schema: Mapping[str, Any]) -> Callable[[Any], bool]:
     root = "check"
     source = "\n".join(compiler.functions)
     namespace = dict(compiler.namespace)
-    exec(compile(source, f"<schema check {schema.get('$id') or schema.get('title') or ''}>", "exec"), namespace)  # noqa: S102 - our own generated code, from our own schema
+    exec(compile(source, f"<schema check {schema.get('$id') or schema.get('title') or ''}>", "exec"), namespace)  # our own generated code, from our own schema
     check: Callable[[Any], bool] = namespace[root]
     check.__doc__ = source  # the generated code, for a reader who wants to see it
     return check

@@ -68,17 +68,19 @@ def compiled_template(template: str) -> Any:
     code = []
     for literal, name, spec, conversion in parsed:
         if literal:
-            constants[f"L{len(constants)}"] = literal
-            code.append("{L%d}" % (len(constants) - 1))
+            key = f"L{len(constants)}"
+            constants[key] = literal
+            code.append("{" + key + "}")
         if name is None:
             continue
         if spec or conversion or not name.isidentifier():
             return template.format_map
-        constants[f"L{len(constants)}"] = name
-        code.append("{v[L%d]}" % (len(constants) - 1))
+        key = f"L{len(constants)}"
+        constants[key] = name
+        code.append("{v[" + key + "]}")
     if not code:
         return lambda values: template
-    function: Any = eval(f"lambda v: f\"{''.join(code)}\"", dict(constants))  # noqa: S307 - generated from names of constants only
+    function: Any = eval(f"lambda v: f\"{''.join(code)}\"", dict(constants))  # generated from names of constants only
     return function
 
 

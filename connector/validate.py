@@ -22,6 +22,7 @@ from botocore.validate import ParamValidator
 from connector.errors import ValidationFailed
 from connector.model import FindingFormat
 from connector.paths import schemas_dir
+from connector.schema_check import compile_check
 
 #: Documented ASFF limits that botocore's validator does not enforce (it skips max lengths).
 ASFF_LIMITS = {"Title": 256, "Description": 1024, "Id": 512, "GeneratorId": 512}
@@ -51,6 +52,13 @@ def _ocsf_fast() -> Callable[[Any], Any]:
     only keywords whose meaning is the same in 2020-12. Errors are still explained by jsonschema."""
     schema = dict(_ocsf_schema(), **{"$schema": "http://json-schema.org/draft-07/schema#"})
     return fastjsonschema.compile(schema)
+
+
+@lru_cache(maxsize=1)
+def _ocsf_quick() -> Callable[[Any], bool]:
+    """The OCSF schema as a one-sided check (connector/schema_check.py): True proves a document
+    valid at a fraction of fastjsonschema's cost; False defers to fastjsonschema and jsonschema."""
+    return compile_check(_ocsf_schema())
 
 
 #: Timestamps as the renderers write them (ISO 8601 with a zone); botocore also accepts other
@@ -125,6 +133,13 @@ def _asff_fast() -> Callable[[Any], Any]:
     return fastjsonschema.compile(asff_json_schema())
 
 
+@lru_cache(maxsize=1)
+def _asff_quick() -> Callable[[Any], bool]:
+    """The same generated schema as a one-sided check: True only where fastjsonschema (and so
+    botocore) accepts the document; False defers to them, so the verdict is theirs."""
+    return compile_check(asff_json_schema())
+
+
 def _size(document: Mapping[str, Any]) -> int:
     return len(orjson.dumps(document, default=str))
 
@@ -142,7 +157,7 @@ def _encoding_errors(document: Mapping[str, Any]) -> tuple[list[str], int]:
 def asff_errors(document: Mapping[str, Any]) -> list[str]:
     errors: list[str] = []
     try:
-        _asff_fast()(document)
+        _asff_quick()(document) or _asff_fast()(document)
     except fastjsonschema.JsonSchemaException:
         report = ParamValidator().validate({"Findings": [document]}, _asff_shape())
         if report.has_errors():
@@ -153,10 +168,13 @@ def asff_errors(document: Mapping[str, Any]) -> list[str]:
         value = document.get(key)
         if isinstance(value, str) and len(value) > limit:
             errors.append(f"{key}: {len(value)} characters > {limit}")
-    text = document.get("Remediation", {}).get("Recommendation", {}).get("Text", "")
-    if len(text) > 512:
+    remediation = document.get("Remediation")
+    recommendation = remediation.get("Recommendation") if isinstance(remediation, Mapping) else None
+    text = recommendation.get("Text", "") if isinstance(recommendation, Mapping) else ""
+    if isinstance(text, str) and len(text) > 512:  # another type: botocore has said so above
         errors.append(f"Remediation.Recommendation.Text: {len(text)} characters > 512")
-    if len(document.get("ProductFields", {})) > 50:
+    fields = document.get("ProductFields", {})
+    if isinstance(fields, Mapping) and len(fields) > 50:
         errors.append("ProductFields: more than 50 pairs")
     encoding, size = _encoding_errors(document)
     errors += encoding
@@ -165,23 +183,35 @@ def asff_errors(document: Mapping[str, Any]) -> list[str]:
     return errors
 
 
-def ocsf_errors(document: Mapping[str, Any]) -> list[str]:
+def _type_uid_consistent(document: Mapping[str, Any]) -> bool:
+    """``type_uid`` = ``class_uid`` * 100 + ``activity_id``; a damaged operand (None, a list) is
+    inconsistent rather than a TypeError out of the validator."""
     try:
-        _ocsf_fast()(document)
-        fast_ok = True
-    except fastjsonschema.JsonSchemaException:
-        fast_ok = False
+        return bool(document.get("type_uid") == document.get("class_uid", 0) * 100 + document.get("activity_id", 0))
+    except TypeError:
+        return False
+
+
+def ocsf_errors(document: Mapping[str, Any]) -> list[str]:
+    fast_ok = _ocsf_quick()(document)
+    if not fast_ok:
+        try:
+            _ocsf_fast()(document)
+            fast_ok = True
+        except fastjsonschema.JsonSchemaException:
+            pass
     encoding, _ = _encoding_errors(document)
     if encoding:
         return encoding
-    if fast_ok and document.get("type_uid") == document.get("class_uid", 0) * 100 + document.get("activity_id", 0):
+    consistent = _type_uid_consistent(document)
+    if fast_ok and consistent:
         return []
     errors = sorted(_ocsf_validator().iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
     out = []
     for error in errors:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         out.append(f"{where}: {error.message[:300]}")
-    if document.get("type_uid") != document.get("class_uid", 0) * 100 + document.get("activity_id", 0):
+    if not consistent:
         out.append("type_uid must be class_uid * 100 + activity_id")
     return out
 

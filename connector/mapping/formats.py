@@ -10,6 +10,7 @@ says which value was malformed. Valid values are shell-quoted as well (a no-op f
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from connector.aws_region import REGION_PATTERN
 
@@ -76,6 +77,7 @@ COMMON_FORMATS: dict[str, str] = {
 LIST_SUFFIX = "-list"
 
 
+@lru_cache(maxsize=1024)
 def list_kind(kind: str) -> str | None:
     """The item kind of a ``<kind>-list`` format, else None."""
     return kind[: -len(LIST_SUFFIX)] if kind.endswith(LIST_SUFFIX) and kind[: -len(LIST_SUFFIX)] in VALUE_FORMATS else None
@@ -95,6 +97,7 @@ def matches(kind: str, value: str) -> bool:
     return pattern is not None and pattern.fullmatch(value) is not None
 
 
+@lru_cache(maxsize=4096)
 def placeholder(name: str) -> str:
     """``networkAclId`` → ``NETWORK_ACL_ID``: inert in a shell and in a Python string literal."""
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).upper()

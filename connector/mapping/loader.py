@@ -158,6 +158,55 @@ class EventMapping:
         return self.enrichment.value_names if self.enrichment else frozenset()
 
 
+class FieldPath:
+    """A JMESPath expression that is only field names (``requestParameters.natGatewayId``),
+    evaluated as JMESPath does (each step ``.get`` on the value so far, ``None`` once a step finds
+    nothing or a value without fields) without its tree-walking interpreter: most mapping fields
+    are such paths, and each record evaluates several of them."""
+
+    __slots__ = ("expression", "parts")
+
+    def __init__(self, expression: str, parts: tuple[str, ...]) -> None:
+        self.expression = expression
+        self.parts = parts
+
+    def search(self, value: Any) -> Any:
+        for part in self.parts:
+            try:
+                value = value.get(part)
+            except AttributeError:  # a list, a string, a number: JMESPath's field gives null
+                return None
+            if value is None:
+                return None
+        return value
+
+    def __repr__(self) -> str:
+        return f"FieldPath({self.expression!r})"
+
+
+def _field_names(node: Mapping[str, Any]) -> list[str] | None:
+    """The names of a parsed JMESPath of fields only (``field`` / ``subexpression``), else None."""
+    if node.get("type") == "field":
+        return [node["value"]]
+    if node.get("type") == "subexpression":
+        names: list[str] = []
+        for child in node.get("children", ()):
+            sub = _field_names(child)
+            if sub is None:
+                return None
+            names += sub
+        return names
+    return None
+
+
+def compile_field(expression: str) -> Any:
+    """``jmespath.compile``, or a ``FieldPath`` with the same answers when the expression is only
+    field names; raises ``JMESPathError`` as ``jmespath.compile`` does."""
+    compiled = jmespath.compile(expression)
+    names = _field_names(compiled.parsed)
+    return FieldPath(expression, tuple(names)) if names else compiled
+
+
 def _json_path(path: Any) -> str:
     out = "$"
     for part in path:
@@ -293,7 +342,7 @@ def load_mapping_file(path: Path, attempt: AttemptSpec | None = None) -> EventMa
         compiled = []
         for index, expression in enumerate(expressions):
             try:
-                compiled.append(jmespath.compile(expression))
+                compiled.append(compile_field(expression))
             except jmespath.exceptions.JMESPathError as exc:
                 raise MappingFileError(file, f"$.event.fields.{name}[{index}]", f"bad JMESPath: {exc}") from None
         fields[name] = tuple(compiled)

@@ -2,7 +2,7 @@
 accounting table per scenario — sent, delivered per sink, dead-lettered, lost, duplicated.
 
 The clock is shortened (visibility timeout 4 s, the queue's redrive policy ``maxReceiveCount`` 2,
-a 20 s outage, FAULTS_FULL=1: 40 s): without backpressure every message would be received at
+a 20 s outage, in CI or with FAULTS_FULL=1 40 s): without backpressure every message would be received at
 least twice during the outage (a released message returns after 10 s) and the queue's redrive
 policy would move it to the DLQ undelivered — the defect this suite guards against, shown by
 running the same scenario with ``hold_on_outage`` off.
@@ -10,7 +10,7 @@ running the same scenario with ``hold_on_outage`` off.
 Also here: kill -9 at random points, Security Hub throttling and FailedFindings, the connector's
 DLQ deleted mid-run, S3 503s and a missing object, OpenSearch 429 rejections (the real node behind
 tests/support/opensearch_faults.py); Kinesis scenarios are in test_kinesis_source.py. Each prints
-its accounting table (tests/support/accounting.py); FAULTS_FULL=1 runs the longer variants.
+its accounting table (tests/support/accounting.py); CI (and FAULTS_FULL=1) runs the full counts.
 """
 
 from __future__ import annotations
@@ -29,7 +29,14 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.support.accounting import SH_REGION, Accounting, jsonl_event_ids, opensearch_event_ids, security_hub_ids
+from tests.support.accounting import (
+    FULL,
+    SH_REGION,
+    Accounting,
+    jsonl_event_ids,
+    opensearch_event_ids,
+    security_hub_ids,
+)
 from tests.support.faultproxy import FaultProxy, Faults
 from tests.support.moto import MotoServer
 from tests.support.records import an_event, make_record
@@ -46,7 +53,7 @@ from tests.support.service import (
 pytestmark = pytest.mark.moto
 
 #: The sink outage: long enough for two receives without backpressure (release delay 10 s).
-OUTAGE_SECONDS = 40 if os.environ.get("FAULTS_FULL") == "1" else 20
+OUTAGE_SECONDS = 40 if FULL else 20
 
 
 def _queues(name: str, max_receives: int) -> tuple[str, str, str]:
@@ -188,9 +195,9 @@ def _both_sinks(aws_env: MotoServer, queue: str, dlq: str, out: Path, proxy: Fau
 
 
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(aws_env: MotoServer, tmp_path: Path) -> None:
-    """`connector run` killed with SIGKILL at random points N times (FAULTS_FULL=1: 20), a new
+    """`connector run` killed with SIGKILL at random points N times (CI or FAULTS_FULL=1: 20), a new
     wave of events before each start, then one last run until the queue is empty."""
-    kills = 20 if os.environ.get("FAULTS_FULL") == "1" else 3
+    kills = 20 if FULL else 3
     rng = random.Random(int(os.environ.get("FAULTS_SEED", "10")))
     tag = f"k9{uuid.uuid4().hex[:6]}"
     sqs = boto3.client("sqs")

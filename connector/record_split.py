@@ -127,11 +127,11 @@ def select_records(
     pattern: NameScan,
     terminal: bytes | None = None,
     positions: list[int] | None = None,
-    heads: list[int] | None = None,
+    heads: int | None = None,
 ) -> list[tuple[int, bool]] | None:
     """Which records to parse, from one pass of ``pattern`` over the whole document (or its
-    ``positions`` and ``terminal``'s ``heads``, when the caller has scanned already): ``(index, is_hit)`` for each record in
-    which the pattern occurs, and (``is_hit`` False) each that does not start with ``terminal``
+    ``positions`` and the count of ``terminal``'s ``heads``, when the caller has scanned already):
+    ``(index, is_hit)`` for each record in which the pattern occurs, and (``is_hit`` False) each that does not start with ``terminal``
     and so may be an envelope hiding one.
 
     Valid only for a compact layout (``head`` bytes, the records separated by single commas,
@@ -144,13 +144,17 @@ def select_records(
     if positions is None:
         positions = pattern.positions(doc, head)
     # starts[i]: where record i begins (each record, then its comma).
-    starts = list(itertools.accumulate((length + 1 for length in lengths), initial=head))
+    starts = list(itertools.accumulate(map((1).__add__, lengths), initial=head))
     hits = {bisect.bisect_right(starts, position) - 1 for position in positions if position >= head}
     selected = [(index, True) for index in hits]
     if terminal is not None:
-        # Each record tested at its own offset (a byte compare, not a parse): one that does not
-        # start as CloudTrail writes a record may be an envelope, and is parsed.
-        if heads is None or heads != starts[:-1]:  # else every record starts with ``terminal``
+        if heads is None:
+            heads = doc.count(terminal)
+        # As many CloudTrail record heads as records: taken as every record starting as CloudTrail
+        # writes one, so none is an envelope. (A crafted file could balance a non-CloudTrail entry
+        # with a nested head and have that entry skipped unparsed: it could hide, never forge, a
+        # record.) Otherwise each record is tested at its own offset, a byte compare.
+        if heads != len(raws):
             startswith = doc.startswith
             opens = map(startswith, itertools.repeat(terminal), starts[:-1])
             selected += [(index, False) for index, ok in enumerate(opens) if not ok and index not in hits]

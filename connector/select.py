@@ -9,8 +9,6 @@ loaded mapping files, never from a list in code.
 
 from __future__ import annotations
 
-import itertools
-import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -38,7 +36,6 @@ class NameScan:
         #: The same search as a regular expression (for callers that want a ``re.Pattern``).
         self.regex = re.compile(b"|".join(re.escape(word) for word in words))
         self._words = words
-        self._marked: dict[bytes, Callable[[Any], list[tuple[int, int, int]]]] = {}
         self._scans: dict[bytes, Callable[[Any], list[tuple[int, int, int]]]] = {}
         self._matches: Any = None
         if ahocorasick_rs is not None:
@@ -57,26 +54,6 @@ class NameScan:
                 scan = lambda view: [(0, m.start(), m.end()) for m in regex.finditer(view)]  # noqa: E731
             self._scans[marker] = scan
         return scan
-
-    def with_marker(self, data: Any, marker: bytes, start: int = 0) -> tuple[list[int], list[int]]:
-        """``(marker offsets, match offsets)`` in ``data[start:]`` from one pass: a container's
-        record heads and the names together (``marker`` must overlap none of the literals)."""
-        scan = self._marked.get(marker)
-        if scan is None:
-            if ahocorasick_rs is not None:
-                automaton = ahocorasick_rs.BytesAhoCorasick([marker, *self._words], matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_FIRST)
-                scan = automaton.find_matches_as_indexes
-            else:
-                regex = re.compile(b"(" + re.escape(marker) + b")|" + self.regex.pattern)
-                scan = lambda view: [(0 if m.group(1) else 1, m.start(), m.end()) for m in regex.finditer(view)]  # noqa: E731
-            self._marked[marker] = scan
-        found = scan(memoryview(data)[start:] if start else data)
-        if not found:
-            return [], []
-        which, offsets, _ = zip(*found)  # transposed and split in C: a log file has 1,000s of heads
-        if start:
-            offsets = tuple(map(start.__add__, offsets))
-        return list(itertools.compress(offsets, map(operator.not_, which))), list(itertools.compress(offsets, which))
 
     def search(self, data: Any) -> object | None:
         """A true value if a literal occurs in ``data`` (any bytes-like object), else None."""

@@ -113,7 +113,7 @@ def cwl_hits(doc: bytes | bytearray, pattern: NameScan) -> tuple[str, int, list[
             continue  # a second name in the same event
         last = index
         end = heads[index + 1][1] - 1 if index + 1 < len(heads) else len(view) - 2
-        if view[end - 1 : end + 1] != (b"}," if index + 1 < len(heads) else b"}]"):
+        if bytes(view[end - 1 : end + 1]) != (b"}," if index + 1 < len(heads) else b"}]"):
             return None  # not the flat layout described above: split by the parser instead
         hits.append((index, bytes(view[heads[index][1] : end])))
     return message_type, len(heads), hits

@@ -35,6 +35,7 @@ from connector.record_split import (
     LOG_FILE_HEAD,
     cwl_events,
     cwl_hits,
+    json_depth_exceeds,
     log_file_records,
     select_records,
     stream_log_file,
@@ -85,7 +86,6 @@ STREAM_OVER_BYTES = 8 << 20
 STREAM_CHUNK = 1 << 20
 #: Inflated bytes per window when a log file is split as it streams.
 STREAM_WINDOW = 4 << 20
-_BRACKETS = re.compile(rb"[\[\]{}]")
 _S3_KEY_MAX_BYTES = 1024
 
 
@@ -137,25 +137,6 @@ class Skipped:
 SKIPPED_ONE = Skipped(1)
 _SKIPPED_ONE_ONLY = (SKIPPED_ONE,)
 Item = DecodedRecord | DecodeFailure | Skipped
-
-
-def json_depth_exceeds(data: Buffer, max_depth: int) -> bool:
-    """Cheap bracket scan: True if brackets nest deeper than ``max_depth``.
-
-    Brackets inside strings can only make this over-count, and CloudTrail strings rarely hold
-    many of them; a record it flags wrongly would still be rejected with a clear reason.
-    """
-    if data.count(b"{") + data.count(b"[") <= max_depth:
-        return False
-    depth = 0
-    for match in _BRACKETS.finditer(data):
-        if match.group() in (b"{", b"["):
-            depth += 1
-            if depth > max_depth:
-                return True
-        else:
-            depth -= 1
-    return False
 
 
 class Decoder:

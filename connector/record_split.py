@@ -58,6 +58,7 @@ CLOUDTRAIL_RECORD_HEAD = b'{"eventVersion":"1.'
 
 _CANDIDATES = (b'},{"eventVersion":', b'},{"')
 _START = operator.itemgetter(1)
+_BRACKETS = re.compile(rb"[\[\]{}]")
 _TAIL = re.compile(rb'\]\s*\}\s*$')
 
 
@@ -232,3 +233,22 @@ def _cut(buffer: bytearray) -> tuple[bytes, list[msgspec.Raw]] | None:
             except _ERRORS:
                 end = at
     return None
+
+
+def json_depth_exceeds(data: bytes | bytearray, max_depth: int) -> bool:
+    """Cheap bracket scan: True if brackets nest deeper than ``max_depth``.
+
+    Brackets inside strings can only make this over-count, and CloudTrail strings rarely hold
+    many of them; a record it flags wrongly would still be rejected with a clear reason.
+    """
+    if data.count(b"{") + data.count(b"[") <= max_depth:
+        return False
+    depth = 0
+    for match in _BRACKETS.finditer(data):
+        if match.group() in (b"{", b"["):
+            depth += 1
+            if depth > max_depth:
+                return True
+        else:
+            depth -= 1
+    return False

@@ -4,6 +4,7 @@ the same ids into their own indexes, round after round (each round overwrites th
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -42,7 +43,7 @@ def run(records: int, rounds: int) -> dict[str, Any]:
             failed.append(sum(1 for r in results if r.outcome.name != "OK"))
 
         speed = ratio(plain, ours, rounds)
-        size = sum(len(str(a["_source"])) for a in actions) / max(len(actions), 1)
+        size = sum(len(json.dumps(a.get("doc", a.get("_source")), default=str)) for a in actions) / max(len(actions), 1)
         return {"opensearch_over_helpers_bulk": speed.ratio, "opensearch_docs": len(rendered),
                 "opensearch_docs_per_s": len(rendered) / speed.ours_seconds,
                 "helpers_bulk_docs_per_s": len(rendered) / speed.base_seconds,

@@ -34,10 +34,13 @@ from connector.record_split import (
     CWL_HEAD,
     LOG_FILE_HEAD,
     cwl_events,
+    cwl_hits,
+    json_depth_exceeds,
     log_file_records,
     select_records,
     stream_log_file,
 )
+from connector.select import NameScan
 from connector.trust import S3Trust, location_problem
 
 __all__ = ["Buffer", "DecodeFailure", "DecodedRecord", "Decoder", "Item", "Skipped", "gunzip", "json_depth_exceeds"]
@@ -77,12 +80,12 @@ _INDIRECT = re.compile(rb'\\?"(?:s3|s3Bucket|s3ObjectKey|data|awslogs|kinesis|Me
 _TERMINAL_HEAD = re.compile(rb'\{\s*"eventVersion"\s*:\s*"1\.|\{[^{}]{0,300}?"detail-type"\s*:\s*"AWS API Call via CloudTrail"')
 CLOUDTRAIL_LOG_HEAD = COMPACT_HEAD + CLOUDTRAIL_RECORD_HEAD
 _EVENTBRIDGE_CLOUDTRAIL = b'"detail-type":"AWS API Call via CloudTrail"'
+_EVENTBRIDGE_HEAD = b'{"version":"0"'
 #: Objects read from S3 above this size are inflated and split as they arrive, not read whole.
 STREAM_OVER_BYTES = 8 << 20
 STREAM_CHUNK = 1 << 20
 #: Inflated bytes per window when a log file is split as it streams.
 STREAM_WINDOW = 4 << 20
-_BRACKETS = re.compile(rb"[\[\]{}]")
 _S3_KEY_MAX_BYTES = 1024
 
 
@@ -136,25 +139,6 @@ _SKIPPED_ONE_ONLY = (SKIPPED_ONE,)
 Item = DecodedRecord | DecodeFailure | Skipped
 
 
-def json_depth_exceeds(data: Buffer, max_depth: int) -> bool:
-    """Cheap bracket scan: True if brackets nest deeper than ``max_depth``.
-
-    Brackets inside strings can only make this over-count, and CloudTrail strings rarely hold
-    many of them; a record it flags wrongly would still be rejected with a clear reason.
-    """
-    if data.count(b"{") + data.count(b"[") <= max_depth:
-        return False
-    depth = 0
-    for match in _BRACKETS.finditer(data):
-        if match.group() in (b"{", b"["):
-            depth += 1
-            if depth > max_depth:
-                return True
-        else:
-            depth -= 1
-    return False
-
-
 class Decoder:
     """Unwraps envelopes. ``s3_client`` enables S3 notifications; ``prefilter`` (the target names'
     pattern, ``Selector.pattern``) skips non-targets before they are parsed. ``s3_trust`` says which
@@ -167,7 +151,7 @@ class Decoder:
         limits: LimitSettings,
         *,
         s3_client: Any = None,
-        prefilter: re.Pattern[bytes] | None = None,
+        prefilter: NameScan | None = None,
         s3_trust: S3Trust | None = None,
     ) -> None:
         self.limits = limits
@@ -182,8 +166,13 @@ class Decoder:
         prefilter = self.prefilter
         if (
             prefilter is not None
-            and _is_terminal(body)
             and body.endswith(b"}")
+            # the two compact heads AWS writes by plain byte compares, inline: this runs per message
+            and (
+                body.startswith(CLOUDTRAIL_RECORD_HEAD)
+                or (body.startswith(_EVENTBRIDGE_HEAD) and body.find(_EVENTBRIDGE_CLOUDTRAIL, 0, 200) > 0)
+                or _is_terminal(body)
+            )
             and prefilter.search(body) is None
         ):
             return _SKIPPED_ONE_ONLY
@@ -257,22 +246,33 @@ class Decoder:
                 return
         if stripped[:1] == b"{":  # record containers are split without parsing their records
             if LOG_FILE_HEAD.match(stripped):
-                if (
-                    self.prefilter is not None
-                    and stripped.startswith(CLOUDTRAIL_LOG_HEAD)
-                    and self.prefilter.search(stripped) is None
-                ):
-                    # A CloudTrail log file without a target name anywhere: nothing in it can be a
-                    # target (its records are never envelopes), so it is not even split; the
-                    # records are counted by their heads.
-                    yield Skipped(stripped.count(CLOUDTRAIL_RECORD_HEAD))
-                    return
+                positions = heads = None
+                if self.prefilter is not None and stripped.startswith(CLOUDTRAIL_LOG_HEAD):
+                    # The one scan of the file: the record heads and the target names together.
+                    positions = self.prefilter.positions(stripped)
+                    heads = len(self.prefilter.marker_scan(CLOUDTRAIL_RECORD_HEAD)(stripped))
+                    if not positions:
+                        # A CloudTrail log file without a target name anywhere: nothing in it can be a
+                        # target (its records are never envelopes), so it is not even split; the
+                        # records are counted by their heads.
+                        yield Skipped(heads)
+                        return
                 raws = log_file_records(stripped)
                 if raws is not None:
                     compact = stripped.startswith(COMPACT_HEAD) and stripped.endswith(b"]}")
-                    yield from self._records(stripped, raws, origin, level, head=len(COMPACT_HEAD) if compact else -1, tail=2)
+                    yield from self._records(
+                        stripped, raws, origin, level, head=len(COMPACT_HEAD) if compact else -1, tail=2, positions=positions, heads=heads
+                    )
                     return
             elif CWL_HEAD.match(stripped):
+                hits = cwl_hits(stripped, self.prefilter) if self.prefilter is not None else None
+                if hits is not None and hits[0] in ("DATA_MESSAGE", "CONTROL_MESSAGE"):
+                    if hits[0] == "DATA_MESSAGE":
+                        for index, event in hits[2]:
+                            yield from self._cwl_event(event, f"{origin}>cwl#{index}", level)
+                        if hits[1] > len(hits[2]):
+                            yield Skipped(hits[1] - len(hits[2]))
+                    return
                 payload = cwl_events(stripped)
                 if payload is not None and payload[0] in ("DATA_MESSAGE", "CONTROL_MESSAGE"):
                     yield from self._cwl(payload[0], payload[1], origin, level, stripped)
@@ -312,7 +312,17 @@ class Decoder:
         return not _is_terminal(data) and _INDIRECT.search(data) is not None
 
     def _records(
-        self, doc: Buffer, raws: list[msgspec.Raw], origin: str, level: int, *, head: int, tail: int, first_index: int = 0
+        self,
+        doc: Buffer,
+        raws: list[msgspec.Raw],
+        origin: str,
+        level: int,
+        *,
+        head: int,
+        tail: int,
+        first_index: int = 0,
+        positions: list[int] | None = None,
+        heads: int | None = None,
     ) -> Iterator[Item]:
         """The entries of a ``Records`` array: only those that may be targets are parsed."""
         prefilter = self.prefilter
@@ -320,7 +330,7 @@ class Decoder:
         if prefilter is None:
             chosen = ((index, True) for index in range(len(raws)))
         else:
-            known = select_records(doc, head, tail, raws, prefilter, CLOUDTRAIL_RECORD_HEAD) if head >= 0 else None
+            known = select_records(doc, head, tail, raws, prefilter, CLOUDTRAIL_RECORD_HEAD, positions, heads) if head >= 0 else None
             chosen = known if known is not None else self._record_by_record(raws, prefilter)
         parsed_count = 0
         for index, hit in chosen:
@@ -338,7 +348,7 @@ class Decoder:
             yield Skipped(len(raws) - parsed_count)
 
     @staticmethod
-    def _record_by_record(raws: list[msgspec.Raw], prefilter: re.Pattern[bytes]) -> Iterator[tuple[int, bool]]:
+    def _record_by_record(raws: list[msgspec.Raw], prefilter: NameScan) -> Iterator[tuple[int, bool]]:
         for index, raw in enumerate(raws):
             if prefilter.search(raw) is not None:
                 yield index, True
@@ -364,16 +374,18 @@ class Decoder:
         parsed_count = 0
         for index in chosen:
             parsed_count += 1
-            where = f"{origin}>cwl#{index}"
-            event = self._parse(bytes(memoryview(events[index])), where)
-            if isinstance(event, DecodeFailure):
-                yield event
-            elif isinstance(event, dict):
-                yield from self._text(event.get("message"), where, level)
-            else:
-                yield self._fail(DecodeError("CloudWatch Logs log event is not an object", record_id=where), b"", where)
+            yield from self._cwl_event(bytes(memoryview(events[index])), f"{origin}>cwl#{index}", level)
         if len(events) > parsed_count:
             yield Skipped(len(events) - parsed_count)
+
+    def _cwl_event(self, data: bytes, where: str, level: int) -> Iterator[Item]:
+        event = self._parse(data, where)
+        if isinstance(event, DecodeFailure):
+            yield event
+        elif isinstance(event, dict):
+            yield from self._text(event.get("message"), where, level)
+        else:
+            yield self._fail(DecodeError("CloudWatch Logs log event is not an object", record_id=where), b"", where)
 
     def _lines(self, data: Buffer, origin: str, level: int) -> Iterator[Item]:
         lines: list[Buffer] = list(data.splitlines())
@@ -572,7 +584,7 @@ def _is_terminal(data: Any) -> bool:
     head = data if isinstance(data, (bytes, bytearray)) else bytes(memoryview(data)[:200])
     if head.startswith(CLOUDTRAIL_RECORD_HEAD):
         return True
-    if head.startswith(b'{"version":"0"') and head.find(_EVENTBRIDGE_CLOUDTRAIL, 0, 200) > 0:
+    if head.startswith(_EVENTBRIDGE_HEAD) and head.find(_EVENTBRIDGE_CLOUDTRAIL, 0, 200) > 0:
         return True
     return _TERMINAL_HEAD.match(head) is not None
 

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 import re
 from collections.abc import Iterable, Iterator, Sequence
 
 import msgspec
 
 from connector.errors import DecodeError, LimitExceeded
+from connector.select import NameScan
 
 
 class _LogFile(msgspec.Struct):
@@ -47,10 +49,16 @@ COMPACT_HEAD = b'{"Records":['
 CWL_HEAD = re.compile(rb'\{\s*"messageType"\s*:')
 #: Where a compact CloudWatch Logs payload's events start (the array is its last member).
 CWL_EVENTS_KEY = b'"logEvents":['
+#: How each log event starts in a compact CloudWatch Logs payload, and the boundary between two.
+#: Both hold an unescaped quote right after a brace, which no JSON string can: they are structure.
+CWL_EVENT_HEAD = b'{"id":"'
+_CWL_EVENT_CUT = b'},{"id":"'
 #: How every CloudTrail record (versions 1.x) starts in a log file CloudTrail wrote.
 CLOUDTRAIL_RECORD_HEAD = b'{"eventVersion":"1.'
 
 _CANDIDATES = (b'},{"eventVersion":', b'},{"')
+_START = operator.itemgetter(1)
+_BRACKETS = re.compile(rb"[\[\]{}]")
 _TAIL = re.compile(rb'\]\s*\}\s*$')
 
 
@@ -71,17 +79,61 @@ def cwl_events(doc: bytes | bytearray) -> tuple[str, list[msgspec.Raw]] | None:
     return payload.messageType, payload.logEvents
 
 
+def cwl_hits(doc: bytes | bytearray, pattern: NameScan) -> tuple[str, int, list[tuple[int, bytes]]] | None:
+    """``(messageType, event count, [(index, event bytes)])`` of a compact CloudWatch Logs payload
+    (``logEvents`` last, each event opening with its ``id``, as CloudWatch Logs writes them), with
+    only the events in which ``pattern`` occurs cut out; None for any other layout (the caller
+    then splits with ``cwl_events``).
+
+    No object is built for the other events: every byte a sender controls is inside a ``message``
+    string, where a quote is escaped, so the event heads and boundaries found by byte search are
+    the payload's own structure. Each event cut out is still parsed whole by the caller; a cut
+    that went wrong fails that parse (a letter), it cannot make up a record.
+    """
+    key = doc.find(CWL_EVENTS_KEY)
+    if key < 0 or not doc.endswith(b"]}"):
+        return None
+    first = key + len(CWL_EVENTS_KEY)
+    if not doc.startswith(CWL_EVENT_HEAD, first) and len(doc) != first + 2:
+        return None
+    try:
+        message_type = _CWL.decode(bytes(doc[:key]) + b'"logEvents":[]}').messageType
+    except _ERRORS:
+        return None
+    view = memoryview(doc)[first:]
+    heads = pattern.marker_scan(CWL_EVENT_HEAD)(view)  # (0, start, end) from ``first``: counted, not listed
+    if (not heads or heads[0][1]) and len(view) != 2:
+        return None
+    hits: list[tuple[int, bytes]] = []
+    last = -1
+    for position in pattern.positions(view):
+        index = bisect.bisect_right(heads, position, key=_START) - 1
+        if index < 0:
+            return None
+        if index == last:
+            continue  # a second name in the same event
+        last = index
+        end = heads[index + 1][1] - 1 if index + 1 < len(heads) else len(view) - 2
+        if bytes(view[end - 1 : end + 1]) != (b"}," if index + 1 < len(heads) else b"}]"):
+            return None  # not the flat layout described above: split by the parser instead
+        hits.append((index, bytes(view[heads[index][1] : end])))
+    return message_type, len(heads), hits
+
+
 def select_records(
     doc: bytes | bytearray,
     head: int,
     tail: int,
     raws: Sequence[msgspec.Raw],
-    pattern: re.Pattern[bytes],
+    pattern: NameScan,
     terminal: bytes | None = None,
+    positions: list[int] | None = None,
+    heads: int | None = None,
 ) -> list[tuple[int, bool]] | None:
-    """Which records to parse, from one pass of ``pattern`` over the whole document:
-    ``(index, is_hit)`` for each record in which the pattern occurs, and (``is_hit`` False) each
-    that does not start with ``terminal`` and so may be an envelope hiding one.
+    """Which records to parse, from one pass of ``pattern`` over the whole document (or its
+    ``positions`` and the count of ``terminal``'s ``heads``, when the caller has scanned already):
+    ``(index, is_hit)`` for each record in which the pattern occurs, and (``is_hit`` False) each that does not start with ``terminal``
+    and so may be an envelope hiding one.
 
     Valid only for a compact layout (``head`` bytes, the records separated by single commas,
     ``tail`` bytes): then the lengths give every record's offset, and the total length proves
@@ -90,29 +142,24 @@ def select_records(
     lengths = list(map(len, raws))
     if head + sum(lengths) + max(len(raws) - 1, 0) + tail != len(doc):
         return None
-    positions = [m.start() for m in pattern.finditer(doc, head)]
-    count = len(positions)
-    if terminal is None or doc.count(terminal) == len(raws):
+    if positions is None:
+        positions = pattern.positions(doc, head)
+    # starts[i]: where record i begins (each record, then its comma).
+    starts = list(itertools.accumulate(map((1).__add__, lengths), initial=head))
+    hits = {bisect.bisect_right(starts, position) - 1 for position in positions if position >= head}
+    selected = [(index, True) for index in hits]
+    if terminal is not None:
+        if heads is None:
+            heads = doc.count(terminal)
         # As many CloudTrail record heads as records: taken as every record starting as CloudTrail
-        # writes one, so none is an envelope, and the hits are found by bisecting the offsets.
-        # (A crafted file could balance a non-CloudTrail entry with a nested head and have that
-        # entry skipped unparsed: it could hide, never forge, a record.)
-        ends = list(itertools.accumulate((length + 1 for length in lengths), initial=head))[1:]  # past each comma
-        return sorted({(bisect.bisect_right(ends, position), True) for position in positions})
-    selected: list[tuple[int, bool]] = []
-    offset, p = head, 0
-    startswith = doc.startswith
-    for index, length in enumerate(lengths):
-        end = offset + length
-        hit = False
-        while p < count and positions[p] < end:
-            hit = True  # positions are past ``head`` and separators hold no name: it is in this record
-            p += 1
-        if hit:
-            selected.append((index, True))
-        elif terminal is not None and not startswith(terminal, offset):
-            selected.append((index, False))
-        offset = end + 1
+        # writes one, so none is an envelope. (A crafted file could balance a non-CloudTrail entry
+        # with a nested head and have that entry skipped unparsed: it could hide, never forge, a
+        # record.) Otherwise each record is tested at its own offset, a byte compare.
+        if heads != len(raws):
+            startswith = doc.startswith
+            opens = map(startswith, itertools.repeat(terminal), starts[:-1])
+            selected += [(index, False) for index, ok in enumerate(opens) if not ok and index not in hits]
+    selected.sort()
     return selected
 
 
@@ -186,3 +233,22 @@ def _cut(buffer: bytearray) -> tuple[bytes, list[msgspec.Raw]] | None:
             except _ERRORS:
                 end = at
     return None
+
+
+def json_depth_exceeds(data: bytes | bytearray, max_depth: int) -> bool:
+    """Cheap bracket scan: True if brackets nest deeper than ``max_depth``.
+
+    Brackets inside strings can only make this over-count, and CloudTrail strings rarely hold
+    many of them; a record it flags wrongly would still be rejected with a clear reason.
+    """
+    if data.count(b"{") + data.count(b"[") <= max_depth:
+        return False
+    depth = 0
+    for match in _BRACKETS.finditer(data):
+        if match.group() in (b"{", b"["):
+            depth += 1
+            if depth > max_depth:
+                return True
+        else:
+            depth -= 1
+    return False

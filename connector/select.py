@@ -10,9 +10,64 @@ loaded mapping files, never from a list in code.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
+
+ahocorasick_rs: Any
+try:  # a SIMD multi-literal search: about 5x faster than ``re``'s alternation over the same bytes
+    import ahocorasick_rs
+except ImportError:  # pragma: no cover - a dependency; ``re`` is the portable fallback
+    ahocorasick_rs = None
+
+
+class NameScan:
+    """Where any of a set of literal byte strings occurs: ``search`` (None when none does) and
+    ``positions``. Leftmost-first, non-overlapping, like a ``re`` alternation of the literals.
+
+    Every byte of every log file, CloudWatch Logs payload and message body passes through here
+    (bench/: ``python -m bench --only decode``), so the literals are searched by Aho-Corasick
+    with a SIMD prefilter (``ahocorasick_rs``) where installed, by ``re`` otherwise.
+    """
+
+    def __init__(self, literals: Iterable[bytes]) -> None:
+        words = sorted(set(literals))
+        if not words or not all(words):
+            raise ValueError("a name scan needs non-empty literals")
+        #: The same search as a regular expression (for callers that want a ``re.Pattern``).
+        self.regex = re.compile(b"|".join(re.escape(word) for word in words))
+        self._words = words
+        self._scans: dict[bytes, Callable[[Any], list[tuple[int, int, int]]]] = {}
+        self._matches: Any = None
+        if ahocorasick_rs is not None:
+            automaton = ahocorasick_rs.BytesAhoCorasick(words, matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_FIRST)
+            self._matches = automaton.find_matches_as_indexes
+
+    def marker_scan(self, marker: bytes) -> Callable[[Any], list[tuple[int, int, int]]]:
+        """A search for ``marker`` alone: ``(0, start, end)`` for each occurrence (a container's
+        record heads, counted without a Python object per head beyond the tuple)."""
+        scan = self._scans.get(marker)
+        if scan is None:
+            if ahocorasick_rs is not None:
+                scan = ahocorasick_rs.BytesAhoCorasick([marker]).find_matches_as_indexes
+            else:
+                regex = re.compile(re.escape(marker))
+                scan = lambda view: [(0, m.start(), m.end()) for m in regex.finditer(view)]  # noqa: E731
+            self._scans[marker] = scan
+        return scan
+
+    def search(self, data: Any) -> object | None:
+        """A true value if a literal occurs in ``data`` (any bytes-like object), else None."""
+        if self._matches is None:
+            return self.regex.search(data)
+        return True if self._matches(data) else None
+
+    def positions(self, data: Any, start: int = 0) -> list[int]:
+        """The start offset of each match in ``data[start:]`` (offsets into ``data``)."""
+        if self._matches is None:
+            return [m.start() for m in self.regex.finditer(data, start)]
+        view = memoryview(data)[start:] if start else data
+        return [at + start for _, at, _ in self._matches(view)]
 
 
 class Selector:
@@ -31,9 +86,9 @@ class Selector:
         # ISO 8601 UTC strings compare in time order, so the window test needs no parsing.
         self.since = since.strftime("%Y-%m-%dT%H:%M:%SZ") if since else None
         self.until = until.strftime("%Y-%m-%dT%H:%M:%SZ") if until else None
-        # One compiled alternation scans the bytes once, whatever the number of names.
+        # One scan of the bytes, whatever the number of names.
         #: The decoder's pre-filter: a body in which it finds nothing cannot be a target.
-        self.pattern = re.compile(b"|".join(re.escape(name.encode()) for name in sorted(self.event_names)))
+        self.pattern = NameScan(name.encode() for name in self.event_names)
 
     def matches(self, record: Mapping[str, Any]) -> bool:
         name = record.get("eventName")

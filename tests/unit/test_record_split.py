@@ -14,6 +14,7 @@ from connector.config import LimitSettings
 from connector.envelopes import DecodedRecord, DecodeFailure, Decoder, Skipped
 from connector.errors import DecodeError, LimitExceeded
 from connector.inflate import INPUT_STEP, gunzip, inflate
+from connector.record_split import cwl_hits
 from connector.select import Selector
 from tests.support.records import EVENTS, make_record
 
@@ -139,3 +140,72 @@ def test_inflation_handles_members_split_across_chunks_and_ignores_trailing_garb
         assert b"".join(inflate(chunks(data, size), limit=1 << 30, ratio=0, origin="t")) == first + second
     with pytest.raises(DecodeError, match="truncated"):
         b"".join(inflate(chunks(gzip.compress(first)[:-9], 100), limit=1 << 30, ratio=0, origin="t"))
+
+
+def test_one_call_gunzip_keeps_members_garbage_truncation_and_its_exact_limit() -> None:
+    first, second = b"a" * 5000, b"b" * 1000
+    data = gzip.compress(first) + gzip.compress(second)
+    assert gunzip(data + b"garbage", 1 << 20, origin="t") == first + second
+    assert gunzip(data, len(first) + len(second), origin="t") == first + second  # the limit itself passes
+    with pytest.raises(LimitExceeded, match="gzip bomb"):
+        gunzip(data, len(first) + len(second) - 1, origin="t")  # a byte over it does not, in any member
+    for cut in (gzip.compress(first)[:-9], data + b"\x1f"):
+        with pytest.raises(DecodeError, match="truncated"):
+            gunzip(cut, 1 << 20, origin="t")
+
+
+def cwl_payload(messages: list[bytes], *, layout: str = "compact", message_type: str = "DATA_MESSAGE") -> bytes:
+    events = [{"id": f"3719{n:052d}", "timestamp": 1764582930000 + n, "message": m.decode()} for n, m in enumerate(messages)]
+    doc = {"messageType": message_type, "owner": "111122223333", "logGroup": "trail", "logStream": "s",
+           "subscriptionFilters": ["f"], "logEvents": events}
+    return compact(doc) if layout == "compact" else json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize("layout", ["compact", "spaced"])
+def test_cwl_events_cut_by_their_heads_give_what_a_full_parse_gives(layout: str) -> None:
+    # Targets, noise, a record whose strings hold the event boundary's bytes and a target's name,
+    # an event that is not a record, and two names in one event: all as CloudWatch Logs writes them.
+    tricky = noise(1)
+    tricky["requestParameters"] = {"key": '},{"id":"x","message":"DeleteNatGateway'}
+    messages = [compact(r) for r in trail(60)] + [compact(tricky), b"plain text DeleteNatGateway DeleteNatGateway"]
+    payload = gzip.compress(cwl_payload(messages, layout=layout))
+    # The compact payload takes the byte cut (no parse of the whole), the spaced one the parser.
+    assert (cwl_hits(cwl_payload(messages, layout=layout), SELECTOR.pattern) is not None) == (layout == "compact")
+    full = list(Decoder(LimitSettings()).decode(payload, origin="t"))
+    fast = list(Decoder(LimitSettings(), prefilter=SELECTOR.pattern).decode(payload, origin="t"))
+    ids, skipped, failures = found(fast)
+    assert ids == found(full)[0] and ids == [f"target-{i}" for i in range(0, 60, 10)]
+    assert skipped + len(ids) + len(failures) == len(messages)  # every event a finding, a letter or counted
+    # The events are named by their place in the payload, as a full parse names them.
+    def origins(items: list[object]) -> list[str]:
+        return sorted(i.origin for i in items if isinstance(i, DecodedRecord) and SELECTOR.matches(i.record))
+
+    assert origins(fast) == origins(full) and "t>gzip>cwl#0" in origins(fast)
+    assert [f.origin for f in failures] == [f.origin for f in full if isinstance(f, DecodeFailure)] == ["t>gzip>cwl#61"]
+
+
+def test_cwl_control_and_empty_payloads_and_odd_layouts_fall_back_safely() -> None:
+    decoder = Decoder(LimitSettings(), prefilter=SELECTOR.pattern)
+    assert list(decoder.decode(gzip.compress(cwl_payload([], message_type="CONTROL_MESSAGE")), origin="t")) == []
+    assert found(list(decoder.decode(gzip.compress(cwl_payload([])), origin="t"))) == ([], 0, [])
+    # logEvents not last: the byte cut does not apply, the parser splits, the target is still found.
+    target = compact(make_record(EVENTS[0], event_id="target-x"))
+    doc = json.loads(cwl_payload([target]))
+    doc = {"logEvents": doc.pop("logEvents"), **doc}
+    ids, _, failures = found(list(decoder.decode(gzip.compress(compact(doc)), origin="t")))
+    assert ids == ["target-x"] and not failures
+
+
+def test_the_name_scan_agrees_with_the_regular_expression_it_stands_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    import connector.select as select
+
+    data = b"xxDeleteNetworkAcl DeleteNetworkAclEntry" + compact(trail(30)) + b"DeleteNatGatewayDeleteNatGateway"
+    fast = select.NameScan(name.encode() for name in EVENTS)
+    monkeypatch.setattr(select, "ahocorasick_rs", None)
+    slow = select.NameScan(name.encode() for name in EVENTS)
+    assert fast.positions(data) == slow.positions(data) == [m.start() for m in fast.regex.finditer(data)]
+    assert fast.positions(data, 7) == slow.positions(data, 7)
+    assert (fast.search(b"GetObject") is None) and (slow.search(b"GetObject") is None) and fast.search(data)
+    head = b'{"eventVersion":"1.'
+    assert [m[1] for m in fast.marker_scan(head)(data)] == [m[1] for m in slow.marker_scan(head)(data)]
+    assert len(fast.marker_scan(head)(data)) == data.count(head)

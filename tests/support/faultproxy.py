@@ -28,9 +28,11 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.proxyserver import ProxyServer
 
 IMPORT_PATH = "/findings/import"
 CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/\d{8}/([^/]+)/([^/]+)/aws4_request")
@@ -76,8 +78,10 @@ class Faults:
     fail_paths: dict[str, list[Any]] = field(default_factory=dict)
 
 
-class FaultProxy:
+class FaultProxy(ProxyServer):
     """Start with ``FaultProxy(upstream_url).start()``; ``url`` is where clients should go."""
+
+    thread_name = "faultproxy"
 
     def __init__(self, upstream: str, faults: Faults | None = None) -> None:
         self.upstream = urlsplit(upstream)
@@ -85,45 +89,6 @@ class FaultProxy:
         self.lock = threading.Lock()
         self.requests: list[SeenRequest] = []
         self._rng = random.Random(self.faults.seed)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> FaultProxy:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                proxy._handle(self)
-
-            do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_GET
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="faultproxy", daemon=True)
-        self._thread.start()
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- records -------------------------------------------------------------------------
     def imports(self) -> list[SeenRequest]:

@@ -27,9 +27,11 @@ import json
 import random
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.proxyserver import ProxyServer
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "te", "upgrade",
               "content-encoding", "accept-encoding"}
@@ -76,8 +78,11 @@ def _pairs(lines: list[bytes]) -> list[tuple[dict[str, Any], bytes | None]]:
     return out
 
 
-class OpenSearchFaultProxy:
+class OpenSearchFaultProxy(ProxyServer):
     """``with OpenSearchFaultProxy(node_url, BulkFaults(...)) as proxy:`` — point the sink at ``proxy.url``."""
+
+    thread_name = "os-faultproxy"
+    protocol_version = "HTTP/1.1"
 
     def __init__(self, upstream: str, faults: BulkFaults | None = None, *, port: int = 0) -> None:
         """``port``: where to listen (0: any free port); a fixed one lets a test start the proxy
@@ -88,47 +93,6 @@ class OpenSearchFaultProxy:
         self.lock = threading.Lock()
         self.bulks: list[BulkRequest] = []
         self._rng = random.Random(self.faults.seed)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle -----------------------------------------------------------------------
-    def start(self) -> OpenSearchFaultProxy:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                proxy._handle(self)
-
-            do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_GET
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="os-faultproxy", daemon=True)
-        self._thread.start()
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def __enter__(self) -> OpenSearchFaultProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- records -------------------------------------------------------------------------
     def items(self) -> list[BulkItem]:

@@ -28,13 +28,23 @@ def a_finding(finding_id: str) -> dict[str, Any]:
 
 
 def stored(hub: Any, ids: set[str]) -> dict[str, dict[str, Any]]:
-    page = hub.get_findings(MaxResults=100)
-    return {f["Id"]: f for f in page["Findings"] if f["Id"] in ids}
+    # Every page: the server is shared with the other tests (moto ignores GetFindings filters).
+    pages = hub.get_paginator("get_findings").paginate()
+    return {f["Id"]: f for page in pages for f in page["Findings"] if f["Id"] in ids}
+
+
+def enabled_hub() -> Any:
+    """The Security Hub client, enabled (an earlier test on the shared server may have done it)."""
+    hub = boto3.client("securityhub", region_name=REGION)
+    try:
+        hub.enable_security_hub()
+    except hub.exceptions.ResourceConflictException:
+        pass
+    return hub
 
 
 def test_batch_update_findings_processes_known_and_reports_unknown(aws_env: MotoServer) -> None:
-    hub = boto3.client("securityhub", region_name=REGION)
-    hub.enable_security_hub()
+    hub = enabled_hub()
     tag = uuid.uuid4().hex[:8]
     known, other, unknown = f"{tag}-known", f"{tag}-other", f"{tag}-unknown"
     assert hub.batch_import_findings(Findings=[a_finding(known), a_finding(other)])["SuccessCount"] == 2
@@ -71,8 +81,7 @@ def test_batch_update_findings_processes_known_and_reports_unknown(aws_env: Moto
 
 
 def test_batch_update_findings_rejects_values_outside_the_api(aws_env: MotoServer) -> None:
-    hub = boto3.client("securityhub", region_name=REGION)
-    hub.enable_security_hub()
+    hub = enabled_hub()
     finding_id = f"{uuid.uuid4().hex[:8]}-bad"
     hub.batch_import_findings(Findings=[a_finding(finding_id)])
     for bad in ({"Workflow": {"Status": "CLOSED"}}, {"Confidence": 101}, {"Severity": {"Label": "SEVERE"}}):

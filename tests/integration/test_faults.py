@@ -33,6 +33,7 @@ from tests.support.accounting import (
     FULL,
     SH_REGION,
     Accounting,
+    forwarded_imports,
     jsonl_event_ids,
     opensearch_event_ids,
     security_hub_ids,
@@ -150,11 +151,6 @@ def test_a_sink_outage_with_the_redrive_policy_drains_nothing_into_the_dlq(
 # -- more scenarios (issue 10 item 7) ------------------------------------------------------
 
 
-def _forwarded_imports(proxy: FaultProxy, tag: str) -> list[str]:
-    """Finding ids in the imports that reached Security Hub (not the ones answered 429/500)."""
-    return [i.rsplit("/", 1)[-1] for r in proxy.imports() if r.answer == "forwarded" for i in r.finding_ids if tag in i]
-
-
 def _letter_id(body: str) -> str:
     """The eventID a dead letter is about (its body is the record, or the message around it)."""
     try:
@@ -228,7 +224,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(aws_env: MotoServe
         account = Accounting(f"SQS, kill -9 x{kills} at random points, restart each time", sent)
         account.delivered["jsonl"] = jsonl_event_ids(out)
         account.delivered["securityhub"] = security_hub_ids(tag)
-        account.delivered["sh-imports"] = _forwarded_imports(proxy, tag)
+        account.delivered["sh-imports"] = forwarded_imports(proxy, tag)
         account.dead_lettered.update(_reason(letter) for letter in letters)
         account.lettered_ids = [_letter_id(letter["body"]) for letter in letters]
     print("\n" + account.table())
@@ -272,7 +268,7 @@ def test_security_hub_throttling_and_failed_findings(aws_env: MotoServer, tmp_pa
         account.expected["sh-imports"] = account.expected["securityhub"]
         account.delivered["jsonl"] = jsonl_event_ids(out)
         account.delivered["securityhub"] = security_hub_ids(tag)
-        account.delivered["sh-imports"] = _forwarded_imports(proxy, tag)
+        account.delivered["sh-imports"] = forwarded_imports(proxy, tag)
         account.dead_lettered.update(_reason(letter) for letter in letters)
         account.lettered_ids = [_letter_id(letter["body"]) for letter in letters]
     print("\n" + account.table())
@@ -325,7 +321,7 @@ def test_dead_letter_queue_down_holds_poison_until_it_is_back(aws_env: MotoServe
         account = Accounting("connector's SQS DLQ deleted mid-run, recreated after 10 s+", [*first, *during])
         account.delivered["jsonl"] = jsonl_event_ids(out)
         account.delivered["securityhub"] = security_hub_ids(tag)
-        account.delivered["sh-imports"] = _forwarded_imports(proxy, tag)
+        account.delivered["sh-imports"] = forwarded_imports(proxy, tag)
         account.dead_lettered.update(_reason(letter) for letter in letters)
         account.lettered_ids = [letter["body"] for letter in letters]
     print("\n" + account.table() + f"\npoison held in the queue while the DLQ was down: {held_back} of {len(poison)}")
@@ -398,7 +394,7 @@ def test_s3_missing_objects_and_503s_lose_nothing(aws_env: MotoServer, tmp_path:
         account = Accounting(f"S3 503 SlowDown x{answered_503} (of {reads} reads), 1 notice of a missing object", sent)
         account.delivered["jsonl"] = jsonl_event_ids(out)
         account.delivered["securityhub"] = security_hub_ids(tag)
-        account.delivered["sh-imports"] = _forwarded_imports(sh_proxy, tag)
+        account.delivered["sh-imports"] = forwarded_imports(sh_proxy, tag)
         account.dead_lettered.update(_reason(letter) for letter in letters)
         account.lettered_ids = [letter["body"] for letter in letters]
     print("\n" + account.table() + f"\n/readyz while S3 answered 503: {failing[0]} {failing[1][:300]}")

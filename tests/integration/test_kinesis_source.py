@@ -211,7 +211,14 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(aws_env: MotoServe
     imports repeat at most what was past the last checkpoint at each kill."""
     import random
 
-    from tests.support.accounting import FULL, SH_REGION, Accounting, jsonl_event_ids, security_hub_ids
+    from tests.support.accounting import (
+        FULL,
+        SH_REGION,
+        Accounting,
+        forwarded_imports,
+        jsonl_event_ids,
+        security_hub_ids,
+    )
     from tests.support.faultproxy import FaultProxy
     from tests.support.moto import free_port
     from tests.support.service import http_get, service_log, start_service, wait_for
@@ -253,8 +260,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(aws_env: MotoServe
         account = Accounting(f"Kinesis (2 shards), kill -9 x{kills} at random points, restart each time", sent)
         account.delivered["jsonl"] = jsonl_event_ids(out)
         account.delivered["securityhub"] = security_hub_ids(tag)
-        account.delivered["sh-imports"] = [i.rsplit("/", 1)[-1] for r in proxy.imports() if r.answer == "forwarded"
-                                           for i in r.finding_ids if tag in i]
+        account.delivered["sh-imports"] = forwarded_imports(proxy, tag)
         account.dead_lettered.update(str(letter.get("reason", ""))[:100] for letter in letters)
         account.lettered_ids = [str(letter.get("record_id", "")) for letter in letters]
     print("\n" + account.table() + f"\nkills that landed mid-delivery: {mid_delivery} of {kills}")

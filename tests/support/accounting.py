@@ -18,6 +18,8 @@ from pathlib import Path
 
 import boto3
 
+from tests.support.faultproxy import FaultProxy
+
 #: The issue's full counts (kill -9 ×20 for SQS, ×10 for Kinesis, a longer outage) run in CI
 #: (``CI=true``) and with ``FAULTS_FULL=1``; a developer's plain run takes the short variants.
 FULL = os.environ.get("FAULTS_FULL") == "1" or os.environ.get("CI", "").lower() == "true"
@@ -79,6 +81,12 @@ def jsonl_event_ids(directory: Path) -> list[str]:
                 continue  # empty, or a line torn by kill -9 (rewritten on redelivery)
             ids.append(doc["Id"].rsplit("/", 1)[-1])
     return ids
+
+
+def forwarded_imports(proxy: FaultProxy, tag: str) -> list[str]:
+    """Event ids in the imports the fault proxy let through to Security Hub (not those it
+    answered 429/500), repeats included: the at-least-once rewrites a scenario counts."""
+    return [i.rsplit("/", 1)[-1] for r in proxy.imports() if r.answer == "forwarded" for i in r.finding_ids if tag in i]
 
 
 def security_hub_ids(tag: str, region: str = SH_REGION) -> list[str]:

@@ -22,6 +22,8 @@ from typing import Any, Protocol
 
 from cachetools import TTLCache
 
+from connector.dynamo import TableSpec, create_table_if_missing
+
 IAM_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 DAY_SECONDS = 86_400
 #: Attacker-influenced values become keys: bound them.
@@ -122,12 +124,10 @@ class DynamoDBSightings:
             self._read.pop(key, None)
 
 
+#: The sightings table: one item per key, expiring through ``expires_at``.
+TABLE = TableSpec("key", ttl_attribute="expires_at")
+
+
 def create_table(client: Any, table: str) -> None:
     """The sightings table (on demand, TTL on ``expires_at``); for tests and first set-up."""
-    client.create_table(
-        TableName=table, BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
-    )
-    client.get_waiter("table_exists").wait(TableName=table)
-    client.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+    create_table_if_missing(client, table, TABLE)

@@ -92,7 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         figures = burst.run(10_000)
         out.update(figures)
         rows.append(("burst_time_over_minimum", f"{figures['burst_time_over_minimum']:.2f}",
-                     f"{figures['burst_seconds']:.1f} s vs {figures['burst_minimum_seconds']:.1f} s minimum"))
+                     f"SQS: {figures['burst_seconds']:.1f} s vs {figures['burst_minimum_seconds']:.1f} s quota minimum; "
+                     f"{figures['burst_findings']:,} findings"))
+        rows.append(("burst_time_over_floor", f"{figures['burst_time_over_floor']:.2f}",
+                     f"SQS: over the larger of the quota minimum and moto's plain receive+delete drain of the same "
+                     f"messages ({figures['burst_sqs_floor_seconds']:.1f} s)"))
+        rows.append(("burst_kinesis_time_over_minimum", f"{figures['burst_kinesis_time_over_minimum']:.2f}",
+                     f"Kinesis: {figures['burst_kinesis_seconds']:.1f} s vs {figures['burst_minimum_seconds']:.1f} s; "
+                     f"{figures['burst_kinesis_findings']:,} findings"))
 
     if "opensearch" in sections:
         from bench import opensearch_bulk

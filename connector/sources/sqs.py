@@ -15,8 +15,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -35,6 +36,10 @@ STALE_RECEIPT = frozenset({"ReceiptHandleIsInvalid"})
 
 #: Seconds a released message stays invisible before it is tried again.
 RELEASE_DELAY_SECONDS = 10
+#: Calls of one acknowledgement or release in flight together: a gathered batch of 100
+#: messages is ten DeleteMessageBatch calls.
+BATCH_CALL_THREADS = 10
+_T = TypeVar("_T")
 #: Seconds between two GetQueueAttributes calls for the backlog gauge (one call: cheap, and
 #: SQS's approximate counts settle over about a minute anyway).
 BACKLOG_SECONDS = 30.0
@@ -97,6 +102,8 @@ class SqsSource:
         self._started = False
         #: The pollers' last receive failed with this (after their retries); None once one works.
         self._failure: Exception | None = None
+        #: Threads for the calls of one acknowledgement or release (``_calls``), made on first use.
+        self._call_pool: ThreadPoolExecutor | None = None
         #: The queue's redrive ``maxReceiveCount`` (0: no policy, or not readable).
         self.max_receives = 0
         self._backoff = backoff or Backoff(base_seconds=0.5, cap_seconds=20, max_attempts=6)
@@ -270,6 +277,10 @@ class SqsSource:
     def _batch_call(self, operation: str, entries: list[dict[str, Any]]) -> None:
         """DeleteMessageBatch / ChangeMessageVisibilityBatch (10 a call) with failed entries retried.
 
+        The calls of one batch go out together (``_calls``): the run loop acknowledges a batch of
+        up to ``gather_messages`` between receives, and ten calls one after the other held the
+        loop for ten round trips, so a burst was bound by deletes, not by Security Hub's quota.
+
         A whole call that fails (connection trouble, throttling) and entries failed by the
         service (``SenderFault`` false) are retried with backoff; entries the service refuses for
         the caller's fault (an expired receipt handle) are not, as retrying cannot help. Raises
@@ -278,30 +289,37 @@ class SqsSource:
         method = getattr(self.client, operation)
         pending = entries
         refused: list[str] = []
+
+        def call(chunk: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+            """(entries to retry, entries refused) of one call."""
+            try:
+                response = method(QueueUrl=self.queue_url, Entries=chunk)
+            except Exception as exc:  # connection trouble, throttling: retry the chunk
+                log.warning("%s failed: %s", operation, exc)
+                return chunk, []
+            by_id = {e["Id"]: e for e in chunk}
+            failed, refused = [], []
+            for failure in response.get("Failed", []):
+                entry = by_id[failure["Id"]]
+                if operation == "delete_message_batch" and failure.get("Code") in STALE_RECEIPT:
+                    # The visibility timeout ran out and the message was received again (or
+                    # already deleted): this receipt cannot delete it, and need not — the newer
+                    # receive owns it and its findings are already in every sink (dedupe).
+                    log.info("message %s was received again before this delete; the newer receive acknowledges it",
+                             entry["Id"])
+                    continue
+                if failure.get("SenderFault"):
+                    refused.append(f"{entry['Id']}: {failure.get('Code')}")
+                else:
+                    failed.append(entry)
+            return failed, refused
+
         for attempt in range(1, self._backoff.max_attempts + 1):
             failed: list[dict[str, Any]] = []
-            for start in range(0, len(pending), 10):
-                chunk = pending[start : start + 10]
-                try:
-                    response = method(QueueUrl=self.queue_url, Entries=chunk)
-                except Exception as exc:  # connection trouble, throttling: retry the chunk
-                    log.warning("%s failed: %s", operation, exc)
-                    failed += chunk
-                    continue
-                by_id = {e["Id"]: e for e in chunk}
-                for failure in response.get("Failed", []):
-                    entry = by_id[failure["Id"]]
-                    if operation == "delete_message_batch" and failure.get("Code") in STALE_RECEIPT:
-                        # The visibility timeout ran out and the message was received again (or
-                        # already deleted): this receipt cannot delete it, and need not — the newer
-                        # receive owns it and its findings are already in every sink (dedupe).
-                        log.info("message %s was received again before this delete; the newer receive acknowledges it",
-                                 entry["Id"])
-                        continue
-                    if failure.get("SenderFault"):
-                        refused.append(f"{entry['Id']}: {failure.get('Code')}")
-                    else:
-                        failed.append(entry)
+            chunks = [pending[start : start + 10] for start in range(0, len(pending), 10)]
+            for chunk_failed, chunk_refused in self._calls(call, chunks):
+                failed += chunk_failed
+                refused += chunk_refused
             if not failed:
                 break
             pending = failed
@@ -311,6 +329,16 @@ class SqsSource:
             pause(self._backoff, attempt, f"sqs-{operation}", count=len(pending))
         if refused:
             raise SourceError(f"{operation}: {len(refused)} of {len(entries)} entries failed ({'; '.join(refused[:5])})")
+
+    def _calls(self, call: Callable[[list[dict[str, Any]]], _T], chunks: list[list[dict[str, Any]]]) -> list[_T]:
+        """``call`` on every chunk, concurrently when there is more than one (results in order)."""
+        if len(chunks) <= 1:
+            return [call(chunk) for chunk in chunks]
+        with self._lock:
+            if self._call_pool is None:
+                self._call_pool = ThreadPoolExecutor(max_workers=BATCH_CALL_THREADS, thread_name_prefix="sqs-batch")
+            pool = self._call_pool
+        return list(pool.map(call, chunks))
 
     def ack(self, messages: Sequence[SourceMessage]) -> None:
         entries = self._entries(messages, settle=True)
@@ -361,6 +389,10 @@ class SqsSource:
                 self._held.pop(message.ack_token, None)
         if leftover:
             self.release(leftover, delay=0)
+        with self._lock:
+            pool, self._call_pool = self._call_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 #: Answers that no retry can change: the queue is gone or we may not use it.

@@ -8,7 +8,9 @@ API shape is exercised against moto in tests/integration.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -32,14 +34,33 @@ def accept_all(findings: list[Mapping[str, Any]]) -> dict[str, Any]:
     return {"SuccessCount": len(findings), "FailedCount": 0, "FailedFindings": []}
 
 
+class ScriptedEvents:
+    """botocore's ``client.meta.events`` as far as the sink uses it: one ``before-call`` handler,
+    which may replace the serialised request body."""
+
+    def __init__(self) -> None:
+        self.before_call: Callable[..., None] | None = None
+
+    def register(self, event: str, handler: Callable[..., None], unique_id: str = "") -> None:
+        assert event == "before-call.securityhub.BatchImportFindings"
+        self.before_call = handler
+
+
 class ScriptedHub:
-    """Plays the answers in order (the last one repeats) and records every request's ids."""
+    """Plays the answers in order (the last one repeats) and records every request's ids. Like
+    botocore it serialises the parameters and runs the ``before-call`` handler on the request,
+    then reads the findings from the body that is sent."""
 
     def __init__(self, *answers: Answer) -> None:
         self.answers = list(answers) or [accept_all]
         self.requests: list[list[str]] = []
+        self.meta = SimpleNamespace(events=ScriptedEvents())
 
     def batch_import_findings(self, *, Findings: list[Mapping[str, Any]]) -> dict[str, Any]:
+        request = {"body": json.dumps({"Findings": Findings}).encode()}
+        if self.meta.events.before_call is not None:
+            self.meta.events.before_call(params=request, model=None)
+        Findings = json.loads(request["body"])["Findings"]
         self.requests.append([str(f["Id"]) for f in Findings])
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         return answer(Findings)

@@ -40,13 +40,15 @@ Contract (see ``connector.sinks.base``): every finding of a batch gets exactly o
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any, ClassVar
 
+import botocore.session
+import orjson
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -57,6 +59,7 @@ from botocore.exceptions import (
     ParamValidationError,
     ReadTimeoutError,
 )
+from botocore.validate import ParamValidator
 
 from connector import metrics
 from connector.config import Settings
@@ -67,6 +70,7 @@ from connector.sinks.base import register
 from connector.sinks.securityhub.credentials import IAM_ACTIONS as STS_ACTIONS
 from connector.sinks.securityhub.credentials import SessionCache, role_arn_for
 from connector.sinks.securityhub.ratelimit import RateLimiter
+from connector.validate import asff_shape_accepts
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +78,10 @@ MAX_FINDINGS_PER_REQUEST = 100
 #: The documented request limit is 6 MB; counted in decimal megabytes to stay on the safe side.
 MAX_REQUEST_BYTES = 6_000_000
 MAX_FINDING_BYTES = 240 * 1024
-#: ``{"Findings": [`` ... ``]}`` around the findings, and the ", " between them.
-ENVELOPE_BYTES = len('{"Findings": []}')
-SEPARATOR_BYTES = 2
+#: ``{"Findings":[`` ... ``]}`` around the findings, and the "," between them (the request body
+#: is compact JSON: :func:`request_body`).
+ENVELOPE_BYTES = len('{"Findings":[]}')
+SEPARATOR_BYTES = 1
 
 THROTTLE_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "LimitExceededException", "RequestLimitExceeded"}
@@ -105,8 +110,51 @@ def provider_document(document: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def finding_bytes(document: Mapping[str, Any]) -> int:
-    """The finding's size as botocore sends it (``json.dumps`` with default separators)."""
-    return len(json.dumps(document, default=str).encode("utf-8"))
+    """The finding's size in the request body (compact UTF-8 JSON, as :func:`request_body` writes it)."""
+    return len(orjson.dumps(document, default=str))
+
+
+@lru_cache(maxsize=1)
+def _import_shape() -> Any:
+    return botocore.session.get_session().get_service_model("securityhub").operation_model("BatchImportFindings").input_shape
+
+
+def request_body(documents: Sequence[Mapping[str, Any]]) -> bytes:
+    """The BatchImportFindings body, checked as botocore would check it, written by orjson.
+
+    botocore spent 40 ms of this process's CPU on every request of 100 findings (14 ms checking
+    the parameters against the model, 26 ms walking the model to write the JSON), where orjson
+    writes the same body in 0.4 ms: at Security Hub's 10 requests a second that was 40 % of a
+    core. The check keeps botocore's verdict: the compiled ASFF shape (held to the same verdicts
+    as ``ParamValidator`` by tests/mappings/test_asff_compiled.py) accepts almost every request,
+    and any other is judged by ``ParamValidator`` itself, raising its ``ParamValidationError``."""
+    if not all(asff_shape_accepts(document) for document in documents):
+        report = ParamValidator().validate({"Findings": list(documents)}, _import_shape())
+        if report.has_errors():
+            raise ParamValidationError(report=report.generate_report())
+    return orjson.dumps({"Findings": list(documents)}, default=str)
+
+
+#: The body of the BatchImportFindings call this thread is making (:func:`_use_prepared_body`).
+_PREPARED = threading.local()
+PREPARED_BODY_HANDLER = "cloudtrail-findings-connector-prepared-body"
+
+
+def _use_prepared_body(params: dict[str, Any], **_: Any) -> None:
+    """``before-call`` of BatchImportFindings: the request carries the body ``request_body`` wrote
+    (botocore serialised only an empty list). Signing comes after this event, over this body. A
+    call without a prepared body is refused here rather than sent with no findings."""
+    body = getattr(_PREPARED, "body", None)
+    if body is None:
+        raise DeliveryError("BatchImportFindings called without a prepared request body")
+    params["body"] = body
+    _PREPARED.body = None
+
+
+def _prepared_client(client: Any) -> Any:
+    client.meta.events.register("before-call.securityhub.BatchImportFindings", _use_prepared_body,
+                                unique_id=PREPARED_BODY_HANDLER)
+    return client
 
 
 def chunk(
@@ -194,7 +242,10 @@ class SecurityHubSink:
         self.max_request_bytes = min(max_request_bytes, MAX_REQUEST_BYTES)
         self.stop = stop
         # botocore's retries off: ours are rate-limited and counted, theirs would be neither.
+        # Parameter validation off: ``request_body`` checks each request against the same model
+        # (and botocore's check of the empty list it serialises would refuse it).
         self.client_config = Config(
+            parameter_validation=False,
             retries={"total_max_attempts": 1, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
@@ -304,13 +355,18 @@ class SecurityHubSink:
         resend failed findings: in all at most ``backoff.max_attempts`` calls (they nested to
         8 × 8 = 64 calls for one finding before)."""
         used = calls if calls is not None else [0]
+        body = request_body(documents)  # raises ParamValidationError as botocore did
         backoff = dataclasses.replace(self.backoff, max_attempts=max(1, self.backoff.max_attempts - used[0]))
 
         def attempt() -> dict[str, Any]:
             used[0] += 1
             if not self.limiter.acquire(key, self.stop):
                 raise DeliveryError("stopping before the request could be sent")
-            response: dict[str, Any] = client.batch_import_findings(Findings=documents)
+            _PREPARED.body = body
+            try:
+                response: dict[str, Any] = _prepared_client(client).batch_import_findings(Findings=[])
+            finally:
+                _PREPARED.body = None
             return response
 
         def on_retry(number: int, exc: BaseException) -> None:

@@ -8,8 +8,10 @@ exhaustively. The real sinks are tested against moto and a real OpenSearch node 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
@@ -265,6 +267,45 @@ def test_a_streamed_file_is_delivered_in_parts_and_a_failed_part_is_retried_with
     assert len(sink.held) == 80 and held_before.items() <= sink.held.items()
     # the parts delivered the first time were not sent again
     assert sink.calls - sent_before < 8
+
+
+class WaitsForTheNextPart(RecordingSink):
+    """Holds its first delivery until the pipeline has mapped a record of the next part (or 10 s)."""
+
+    def __init__(self, mapped_next: threading.Event) -> None:
+        super().__init__()
+        self.mapped_next = mapped_next
+        self.first_saw_next_part: bool | None = None
+
+    def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]:
+        if self.first_saw_next_part is None:
+            self.first_saw_next_part = self.mapped_next.wait(10)
+        return super().send(batch)
+
+
+def test_a_part_is_delivered_while_the_next_one_is_mapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One single-shard Kinesis batch is one in flight at a time: mapping and Security Hub's
+    quota must overlap inside it, or they add up."""
+    monkeypatch.setattr("connector.pipeline.STREAM_PART_FINDINGS", 10)  # 5 records of 2 formats
+    mapped_next = threading.Event()
+    sink = WaitsForTheNextPart(mapped_next)
+    pipeline, _ = make_pipeline(tmp_path, sink)
+    render = pipeline.factory.render
+    rendered = 0
+
+    def counting(record: dict, **kwargs: object) -> list[RenderedFinding]:
+        nonlocal rendered
+        rendered += 1
+        if rendered == 6:  # the first record of the second part
+            mapped_next.set()
+        return render(record, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "factory", SimpleNamespace(render=counting, event_names=pipeline.factory.event_names))
+    msgs = [message(i, make_record(EVENTS[i % len(EVENTS)], event_id=f"overlap-{i}")) for i in range(15)]
+    result = pipeline.handle(msgs)
+    assert sink.first_saw_next_part is True
+    assert result.done == tuple(msgs) and result.findings == 15
+    assert len(sink.held) == 30 and sink.calls == 3
 
 
 def test_a_retry_sends_only_to_the_sinks_that_do_not_hold_the_finding(tmp_path: Path) -> None:

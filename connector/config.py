@@ -61,7 +61,11 @@ def _setting(default: Any, **constraints: Any) -> Any:
 @dataclass(frozen=True, slots=True)
 class SqsSettings:
     queue_url: str = ""
-    pollers: int = _setting(2, minimum=1, maximum=64)
+    #: Receive loops. Four: a receive returns at most 10 messages, so a burst of one-record
+    #: messages drains at pollers x 10 per round trip; Security Hub's quota takes 1,000 findings
+    #: a second (10 requests of 100), which two pollers reach only at round trips under 20 ms.
+    #: Idle, each is one long poll per ``wait_seconds``.
+    pollers: int = _setting(4, minimum=1, maximum=64)
     wait_seconds: int = _setting(20, minimum=0, maximum=20)
     max_messages: int = _setting(10, minimum=1, maximum=10)
     visibility_timeout: int = 120

@@ -6,6 +6,12 @@ memory). A heartbeat keeps the source's leases alive (SQS visibility) for batche
 flight. Batches are handled in arrival order per worker; sources whose order matters (Kinesis)
 set ``ordered = True`` and get a single worker.
 
+Acknowledging is off the loop for sources whose order does not matter (SQS): a settler thread
+acknowledges or releases each finished batch, in the order they finish, while the loop goes on
+receiving (a gathered batch of 100 SQS messages is ten delete calls; inline, they held the loop
+and with it the pollers, whose buffer filled). An ordered source is settled by the loop itself,
+before it receives again.
+
 ``stop`` ends receiving; in-flight batches finish and are acknowledged before ``run`` returns.
 With ``once=True`` the loop ends when the source reports ``drained``.
 
@@ -92,6 +98,10 @@ class Runner:
         self.failed = False  # the source could not be read (``once`` gave up)
         self._in_flight: dict[Future[BatchResult], list[SourceMessage]] = {}
         self._lock = threading.Lock()
+        #: Settles finished batches off the loop (unordered sources); made by ``run``.
+        self._settler: ThreadPoolExecutor | None = None
+        self._settling: dict[int, list[SourceMessage]] = {}
+        self._ordered = ordered
         self._receive_failures = 0
         self._done = threading.Event()
 
@@ -191,6 +201,7 @@ class Runner:
         while not self._done.wait(self.heartbeat_seconds):
             with self._lock:
                 messages = [m for batch in self._in_flight.values() for m in batch]
+                messages += [m for batch in self._settling.values() for m in batch]
                 messages += [m for batch, _ in self._held for m in batch]
             try:
                 self.source.keep_alive(messages)
@@ -246,8 +257,30 @@ class Runner:
                     error = exc
                 with self._lock:
                     batch = self._in_flight.pop(future)
-                self._settle(batch, result, error)
+                if self._settler is not None:
+                    with self._lock:
+                        self._settling[id(batch)] = batch  # kept alive by the heartbeat until settled
+                    self._settler.submit(self._settle_off_loop, batch, result, error)  # one thread: in order
+                else:
+                    self._settle(batch, result, error)
         metrics.IN_FLIGHT.set(sum(len(b) for b in self._in_flight.values()))
+
+    def _settle_off_loop(self, batch: list[SourceMessage], result: BatchResult | None,
+                         error: BaseException | None) -> None:
+        try:
+            self._settle(batch, result, error)
+        except Exception as exc:  # never lose the settler: the messages return after their lease
+            log.error("settling a batch of %d failed; its messages will be redelivered: %s", len(batch), exc)
+            self.outstanding.update(m.id for m in batch)
+        finally:
+            with self._lock:
+                self._settling.pop(id(batch), None)
+
+    def _settled(self) -> None:
+        """Wait until every finished batch is acknowledged or released (the settler is idle)."""
+        settler, self._settler = self._settler, None
+        if settler is not None:
+            settler.shutdown(wait=True)
 
     # -- loop ----------------------------------------------------------------------------
     def run(self) -> int:
@@ -257,6 +290,8 @@ class Runner:
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         heartbeat.start()
         pool = ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix="batch")
+        if not self._ordered:
+            self._settler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="settle")
         try:
             while not self.stop.is_set():
                 self.last_loop_at = time.monotonic()
@@ -284,10 +319,12 @@ class Runner:
                     self._in_flight[future] = batch
             self.draining = True
             self._collect(block=True)
+            self._settled()
             self._release_held()
         finally:
             self.draining = True
             pool.shutdown(wait=True)
+            self._settled()
             self._done.set()
             heartbeat.join(timeout=5)
         log.info("runner stopped", extra={"received": self.received, "acked": self.acked, "released": self.released,

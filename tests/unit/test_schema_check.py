@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from connector.schema_check import compile_check
+from connector.schema_check import DISPATCH_OVER, compile_check
 
 
 class Text(str):
@@ -102,3 +102,46 @@ def test_a_document_past_the_recursion_limit_is_only_not_sure() -> None:
         deep = {"child": deep}
     assert check(deep) is False
     assert check({"child": {"child": {}}}) is True
+
+
+#: Members past ``DISPATCH_OVER``, so the object is checked through its table of member checks.
+MANY = {f"m{i}": {"type": "string", "minLength": 1} if i % 3 else {"type": "integer", "maximum": 5}
+        for i in range(DISPATCH_OVER + 3)}
+
+
+@pytest.mark.parametrize("extra", [False, True, {"type": "boolean"}], ids=["closed", "open", "typed-extra"])
+@pytest.mark.parametrize("typed", [True, False], ids=["object", "untyped"])
+def test_an_object_of_many_members_is_judged_member_by_member_as_jsonschema_does(extra: Any, typed: bool) -> None:
+    schema: dict[str, Any] = {"properties": {**MANY, "any": True, "never": False}, "required": ["m1"],
+                              "additionalProperties": extra, "minProperties": 1}
+    if typed:
+        schema["type"] = "object"
+    check = compile_check(schema)
+    assert "get = _t" in (check.__doc__ or "")  # the table path, not one look-up per member
+    reference = jsonschema.Draft202012Validator(schema)
+    values: list[Any] = [*PLAIN, *TRICKY]
+    for m1, m0, other in itertools.product(["a", "", 1, None, Text("a")], [_MISSING_MEMBER, 3, 6, "x", 3.0, True],
+                                            [{}, {"zz": True}, {"zz": "s"}, {"any": [1]}, {"never": 1}, {"m2": ""}]):
+        value = {"m1": m1, **({} if m0 is _MISSING_MEMBER else {"m0": m0}), **other}
+        values += [value, Table(value)]
+    values += [{}, {"m0": 1}, {"m1": "a", 1: "a"}]
+    accepted = 0
+    for value in values:
+        ok = reference.is_valid(value)
+        assert not check(value) or ok, (schema, value)
+        if ok and type(value) is dict and _plain(value):
+            assert check(value), (schema, value)
+        accepted += bool(check(value))
+    assert accepted >= 4  # the fast path answers the common case (m1 "a", m0 absent or 3, nothing else wrong)
+
+
+_MISSING_MEMBER = object()
+
+
+def _plain(value: Any) -> bool:
+    """A value as a JSON parser gives it (no subclasses, no floats that equal integers)."""
+    if isinstance(value, dict):
+        return type(value) is dict and all(type(k) is str and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return type(value) is list and all(map(_plain, value))
+    return type(value) in (str, int, bool, type(None))

@@ -11,7 +11,6 @@ import re
 import shlex
 import string
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -104,13 +103,6 @@ def _as_text(value: Any) -> str | None:
     return (text[: VALUE_MAX - 1] + "…" if len(text) > VALUE_MAX else text) or None
 
 
-@lru_cache(maxsize=4096)
-def utc_seconds(when: datetime) -> str:
-    """``eventTime`` as CloudTrail writes it (``%Y-%m-%dT%H:%M:%SZ``); records of one burst share
-    their seconds, so the strftime is mostly a cache hit."""
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def finding_id(event: CloudTrailEvent) -> str:
     """Deterministic: the same record always yields the same id in every format and sink."""
     return f"{PRODUCT_NAME}/{event.partition}/{event.region}/{event.account_id}/{event.event_id}"
@@ -140,7 +132,7 @@ def extract(mapping: EventMapping, event: CloudTrailEvent) -> TemplateValues:
         "account": event.account_id,
         "partition": event.partition,
         "eventID": event.event_id,
-        "eventTime": utc_seconds(event.event_time),
+        "eventTime": event.time_text,
         "eventName": event.event_name,
         "principal": ident.display,
         "principalArn": ident.arn or ident.invoked_by or ident.principal_id or ident.identity_store_arn or "unknown",

@@ -51,6 +51,10 @@ _GUARDS = {
     "object": "not isinstance({v}, dict)",
     "array": "not isinstance({v}, list)",
 }
+#: The exact Python types of each JSON type, as ``_EXACT`` tests them (``bool`` is no integer).
+_TYPES = {"string": frozenset({str}), "integer": frozenset({int}), "number": frozenset({int, float}),
+          "boolean": frozenset({bool}), "null": frozenset({type(None)}), "object": frozenset({dict}),
+          "array": frozenset({list})}
 _MISSING = object()
 #: An object schema with more named members than this checks the members a document has, through
 #: a table, instead of asking for every member the schema names.
@@ -203,9 +207,9 @@ class _Compiler:
             if properties:
                 out.append(f"all({check}({v}[k]) for k in {v}.keys() - {self.constant(frozenset(properties))})")
             else:
-                out.append(f"all(map({check}, {v}.values()))")
+                out.append(self._each(extra, f"{v}.values()", check))
         if "propertyNames" in schema:
-            out.append(f"all(map({self.function(schema['propertyNames'])}, {v}))")
+            out.append(self._each(schema["propertyNames"], v))
         if "minProperties" in schema:
             out.append(f"len({v}) >= {int(schema['minProperties'])}")
         if "maxProperties" in schema:
@@ -221,6 +225,18 @@ class _Compiler:
                 out.append(f"(({w} := {v}.get({key!r}, _M)) is _M or {body})")
         return out
 
+    def _each(self, schema: Any, items: str, function: str | None = None) -> str:
+        """Every value of the iterable ``items`` is accepted by ``schema``. A bare type (strings,
+        perhaps non-empty) is one set of the items' exact types, tested in C, not a call per item."""
+        keys = set(schema) - _ANNOTATIONS if isinstance(schema, Mapping) else None
+        kind = schema.get("type") if keys else None
+        if isinstance(kind, str) and kind in _TYPES and (keys == {"type"} or (
+                kind == "string" and keys == {"type", "minLength"} and type(schema["minLength"]) is int
+                and schema["minLength"] in (0, 1))):
+            test = f"{{*map(type, {items})}} <= {self.constant(_TYPES[kind])}"
+            return f'({test} and "" not in {items})' if schema.get("minLength") == 1 else test
+        return f"all(map({function or self.function(schema)}, {items}))"
+
     def _array(self, schema: Mapping[str, Any], v: str) -> list[str]:
         out = []
         if "minItems" in schema:
@@ -232,7 +248,7 @@ class _Compiler:
             if not isinstance(items, (Mapping, bool)):
                 return ["False"]  # draft-07 tuple form: the full validator's
             if items is not True:
-                out.append(f"all(map({self.function(items)}, {v}))")
+                out.append(self._each(items, v))
         if "contains" in schema:
             out.append(f"any(map({self.function(schema['contains'])}, {v}))")
         return out

@@ -42,6 +42,11 @@ USER_TYPES = {"IAMUser": (1, "User"), "IdentityCenterUser": (1, "User"), "Root":
               "AWSService": (4, "Service")}
 
 
+#: ``json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)`` without building an
+#: encoder per finding.
+_raw_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
 def epoch_ms(finding: Finding) -> int:
     return int(finding.event.event_time.timestamp() * 1000)
 
@@ -340,7 +345,7 @@ def render_ocsf(finding: Finding, *, updated_at: datetime | None = None, triage:
             "references": list(finding.remediation.references),
             "kb_article_list": [{"title": "Remediation", "src_url": docs_url(finding.remediation.url, event.partition)}],
         },
-        "raw_data": json.dumps(event.raw, sort_keys=True, separators=(",", ":"), default=str),
+        "raw_data": _raw_json(event.raw),
         "unmapped": {
             "severity_reason": finding.severity_reason,
             "outcome": finding.outcome,

@@ -24,10 +24,12 @@ class Table(dict):  # type: ignore[type-arg]
 #: Plain JSON values (as a parser gives them) the check must judge exactly as jsonschema does.
 PLAIN: list[Any] = [None, True, False, 0, 1, 2, 99, -5, 10**13, 2.5, "", "a", "abc", "v18", "https://x", "cloud",
                     "x" * 600, [], [1], ["a"], ["", "a"], ["cloud", "host"], ["host"], [{}], [{"uid": "a"}],
+                    [None], [None, 1], [1, 2.5], [True, False], [[], [1]], {"a": []}, {"a": [], "b": "x"},
                     {}, {"uid": "a"}, {"uid": ""}, {"uid": 1}, {"name": "n"}, {"uid": "a", "extra": 1},
                     {"uid": "a", "name": "b", "type_id": 3}, {"a": {"b": "c"}}, {"a": {"b": ""}}, {"a": "x", "b": "y"}]
 #: Values where jsonschema and the check may differ; the check may only be stricter.
 TRICKY: list[Any] = [1.0, 3.0, Text("a"), Text(""), Table(uid="a"), Table(), (1,), ("a",), float("nan"),
+                     [1, True], [1.0], [Text("a")], [Table()], ["a", Text("")], {"a": Text("x")}, {Text("k"): []},
                      {1: "a"}, {"uid": Text("a")}, [True], {"type_id": True}, {"type_id": 3.0}]
 
 SCHEMAS: list[dict[str, Any]] = [
@@ -49,6 +51,12 @@ SCHEMAS: list[dict[str, Any]] = [
     {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
     {"type": "array", "maxItems": 1}, {"type": "array", "items": {"enum": ["cloud", "host"]}, "contains": {"const": "cloud"}},
     {"type": "array", "items": {"type": "object", "required": ["uid"]}},
+    # Items of a bare type are judged by the set of their types: the same verdicts.
+    {"type": "array", "items": {"type": "integer"}}, {"type": "array", "items": {"type": "number"}},
+    {"type": "array", "items": {"type": "null"}}, {"type": "array", "items": {"type": "object"}},
+    {"type": "array", "items": {"type": "string", "minLength": 0}}, {"items": {"type": "boolean"}},
+    {"type": "object", "additionalProperties": {"type": "array"}, "propertyNames": {"type": "string"}},
+    {"type": "array", "items": {"type": ["string", "null"]}},
     {"allOf": [{"type": "string"}, {"minLength": 2}]}, {"anyOf": [{"type": "integer"}, {"type": "string"}]},
     {"$ref": "#/$defs/name", "$defs": {"name": {"type": "string", "minLength": 1}}},
     {"type": "object", "properties": {"child": {"$ref": "#"}}, "additionalProperties": False},

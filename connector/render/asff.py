@@ -144,9 +144,8 @@ def _product_fields(finding: Finding, triage: TriageResult | None = None) -> dic
         fields[f"connector/attack/{attack.version}"] = ",".join(
             uid for uid in (attack.tactic_uid, attack.technique_uid, attack.sub_technique_uid) if uid
         )
-    for name, value in sorted(finding.values.items()):
-        if name not in COMMON_VARIABLES:
-            fields[f"{p}/requestParameters/{name}"] = value
+    for name, value in sorted([item for item in finding.values.items() if item[0] not in COMMON_VARIABLES]):
+        fields[f"{p}/requestParameters/{name}"] = value
     # What an analyst needs in the console without opening the runbook: the commands with the
     # event's ids (each within the 2,048-character value limit), what the call does and breaks.
     for index, command in enumerate(finding.remediation.cli, 1):
@@ -154,7 +153,7 @@ def _product_fields(finding: Finding, triage: TriageResult | None = None) -> dic
     fields["connector/information"] = " ".join(finding.information)
     fields["connector/impact"] = " ".join(finding.impact)
     clean = {k[:128]: v[:2048] for k, v in fields.items() if v and v.strip()}
-    return dict(list(clean.items())[:MAX_PRODUCT_FIELDS])
+    return clean if len(clean) <= MAX_PRODUCT_FIELDS else dict(list(clean.items())[:MAX_PRODUCT_FIELDS])
 
 
 def _enrichment_fields(finding: Finding) -> dict[str, str | None]:

@@ -195,7 +195,11 @@ class _Compiler:
         properties: Mapping[str, Any] = schema.get("properties") or {}
         required = frozenset(schema.get("required") or ())
         extra = schema.get("additionalProperties", True)
-        if required:
+        if required and extra is False and required == set(properties) and len(properties) <= DISPATCH_OVER:
+            # every member named and required, no other: one comparison of the key sets
+            out.append(f"{v}.keys() == {self.constant(required)}")
+            extra = True
+        elif required:
             out.append(f"{v}.keys() >= {self.constant(required)}")
         if len(properties) > DISPATCH_OVER:
             out.append(f"{self._dispatch(properties, extra)}({v})")

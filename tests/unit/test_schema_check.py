@@ -25,6 +25,7 @@ class Table(dict):  # type: ignore[type-arg]
 PLAIN: list[Any] = [None, True, False, 0, 1, 2, 99, -5, 10**13, 2.5, "", "a", "abc", "v18", "https://x", "cloud",
                     "x" * 600, [], [1], ["a"], ["", "a"], ["cloud", "host"], ["host"], [{}], [{"uid": "a"}],
                     [None], [None, 1], [1, 2.5], [True, False], [[], [1]], {"a": []}, {"a": [], "b": "x"},
+                    {"uid": "a", "name": ""}, {"uid": "", "name": "b"}, {"uid": "a", "name": "b", "x": 1}, {"name": "b"},
                     {}, {"uid": "a"}, {"uid": ""}, {"uid": 1}, {"name": "n"}, {"uid": "a", "extra": 1},
                     {"uid": "a", "name": "b", "type_id": 3}, {"a": {"b": "c"}}, {"a": {"b": ""}}, {"a": "x", "b": "y"}]
 #: Values where jsonschema and the check may differ; the check may only be stricter.
@@ -43,6 +44,9 @@ SCHEMAS: list[dict[str, Any]] = [
      "properties": {"uid": {"type": "string", "minLength": 1}, "name": {"type": "string"},
                     "type_id": {"enum": [0, 1, 2, 3, 99]}}},
     {"type": "object", "additionalProperties": False},
+    {"type": "object", "required": ["uid", "name"], "additionalProperties": False,  # exactly these keys
+     "properties": {"uid": {"type": "string", "minLength": 1}, "name": {"type": "string"}}},
+    {"required": ["uid", "name"], "additionalProperties": False, "properties": {"uid": True, "name": True}},
     {"type": "object", "additionalProperties": {"type": "string"}, "propertyNames": {"type": "string", "minLength": 1}},
     {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "object"}},
     {"type": "object", "minProperties": 1, "maxProperties": 2},

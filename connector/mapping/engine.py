@@ -208,7 +208,7 @@ def _resources(mapping: EventMapping, event: CloudTrailEvent, values: TemplateVa
                 partition=event.partition,
                 details_other={k: v for k, v in details.items() if "<" not in v},
                 role=spec.role,
-                details=(fill_details(dict(spec.details), values, mapping.formats) or {}) if spec.details else {},
+                details=(fill_details(spec.details, values, mapping.formats) or {}) if spec.details else {},
             )
         )
     if not out:

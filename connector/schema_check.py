@@ -100,8 +100,10 @@ class _Compiler:
             self.functions.append(f"def {name}(x):\n    return {self.expr(node, 'x')}\n")
         return f"{self.refs[pointer]}({{v}})"
 
-    def expr(self, schema: Any, v: str) -> str:
-        """A boolean expression over the variable ``v``; True only if ``schema`` accepts its value."""
+    def expr(self, schema: Any, v: str, known: str | None = None) -> str:
+        """A boolean expression over the variable ``v``; True only if ``schema`` accepts its value.
+        ``known``: the JSON type ``v`` already has exactly (an enclosing schema's single type,
+        tested before this expression in the same ``and`` chain), so no keyword needs its guard."""
         if schema is True:
             return "True"
         if schema is False or not isinstance(schema, Mapping):
@@ -118,6 +120,7 @@ class _Compiler:
         if types is not None:
             parts.append("(" + " or ".join(_EXACT[t].format(v=v) for t in types) + ")")
         single = types[0] if types is not None and len(types) == 1 else None
+        exact = single or known
         for kind, group, build in (("string", _STRING, self._string), ("number", _NUMBER, self._number),
                                    ("object", _OBJECT, self._object), ("array", _ARRAY, self._array)):
             if not keys & group:
@@ -125,7 +128,7 @@ class _Compiler:
             if types is not None and kind not in types and not (kind == "number" and "integer" in types):
                 continue  # the keyword cannot apply: the type test already rejects the rest
             checks = build(schema, v)
-            if single == kind or (kind == "number" and single == "integer"):
+            if exact == kind or (kind == "number" and exact == "integer"):
                 parts.extend(checks)
             else:
                 parts.append("(" + _GUARDS[kind].format(v=v) + " or (" + " and ".join(checks or ["True"]) + "))")
@@ -134,9 +137,9 @@ class _Compiler:
         if "const" in keys:
             parts.append(self._enum([schema["const"]], v))
         if "allOf" in keys:
-            parts.extend(self.expr(sub, v) for sub in schema["allOf"])
+            parts.extend(self.expr(sub, v, exact) for sub in schema["allOf"])
         if "anyOf" in keys:
-            parts.append("(" + " or ".join(self.expr(sub, v) for sub in schema["anyOf"]) + ")")
+            parts.append("(" + " or ".join(self.expr(sub, v, exact) for sub in schema["anyOf"]) + ")")
         if "$ref" in keys:
             parts.append(self.ref(str(schema["$ref"])).format(v=v))
         return "(" + " and ".join(parts) + ")" if parts else "True"

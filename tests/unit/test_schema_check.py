@@ -62,6 +62,11 @@ SCHEMAS: list[dict[str, Any]] = [
     {"type": "object", "additionalProperties": {"type": "array"}, "propertyNames": {"type": "string"}},
     {"type": "array", "items": {"type": ["string", "null"]}},
     {"allOf": [{"type": "string"}, {"minLength": 2}]}, {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+    # Under a single type the branches' keywords need no type guard (the type test comes first).
+    {"type": "string", "anyOf": [{"minLength": 4}, {"pattern": "^a"}]},
+    {"type": "object", "allOf": [{"required": ["uid"]}, {"maxProperties": 1}]},
+    {"type": "integer", "anyOf": [{"minimum": 50}, {"maximum": 0}]}, {"type": "array", "anyOf": [{"minItems": 2}]},
+    {"type": ["string", "null"], "anyOf": [{"minLength": 1}, {"type": "null"}]},
     {"$ref": "#/$defs/name", "$defs": {"name": {"type": "string", "minLength": 1}}},
     {"type": "object", "properties": {"child": {"$ref": "#"}}, "additionalProperties": False},
     {"properties": {"a": False}}, True, False,

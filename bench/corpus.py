@@ -14,7 +14,7 @@ import random
 import uuid
 from dataclasses import dataclass
 
-from tests.support.records import EVENTS, make_record
+from tests.support.records import EVENTS, RESOURCE_IDS, make_record
 
 NOISE = (
     ("s3.amazonaws.com", "GetObject"),
@@ -46,8 +46,25 @@ def noise_record(i: int, rng: random.Random | None = None) -> dict[str, object]:
     return record
 
 
+def _resource_id(template: str, i: int) -> str:
+    """A resource id of the template's kind and length (``acl-`` + 17 hex digits), distinct per
+    ``i``: records of one event must not share ids, or a per-resource cache would look free."""
+    prefix, _, digits = template.rpartition("-")
+    return f"{prefix}-{(i * 0x9E3779B97F4A7C15 + 0x1234567) % 16 ** len(digits):0{len(digits)}x}"
+
+
 def target_record(i: int) -> dict[str, object]:
-    return make_record(EVENTS[i % len(EVENTS)], event_id=f"target-{i:08d}")
+    """The i-th mapped event (in turn) with its own resource id, time, address and request id."""
+    name = EVENTS[i % len(EVENTS)]
+    own = _resource_id(RESOURCE_IDS[name], i)
+    record = make_record(name, event_id=f"target-{i:08d}",
+                         eventTime=f"2026-11-20T{(i // 3600) % 24:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z",
+                         sourceIPAddress=f"198.51.{(i // 250) % 256}.{i % 250 + 1}",
+                         requestID=str(uuid.UUID(int=i * 0x9E3779B97F4A7C15 % 2**128)))
+    for key in ("requestParameters", "responseElements"):
+        if record.get(key) is not None:
+            record[key] = json.loads(json.dumps(record[key]).replace(RESOURCE_IDS[name], own))
+    return record
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from connector.trust import PARTITIONS, event_id_problem, region_problem
 def _text(value: Any) -> str | None:
     if value is None:
         return None
-    text = str(value).strip()
+    text = (value if type(value) is str else str(value)).strip()
     return text or None
 
 
@@ -90,11 +90,11 @@ def parse_time(value: Any, *, record_id: str) -> datetime:
 def _section(parent: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     """A nested object of the record, or an empty one when it is absent or not an object."""
     value = parent.get(key)
-    return value if isinstance(value, Mapping) else {}
+    return value if type(value) is dict or isinstance(value, Mapping) else {}
 
 
 def parse_identity(raw: Any) -> Identity:
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):
         return Identity()
     session = _section(raw, "sessionContext")
     issuer = _section(session, "sessionIssuer")
@@ -122,7 +122,7 @@ def parse_identity(raw: Any) -> Identity:
 
 def parse_event(record: Mapping[str, Any], *, origin: str = "") -> CloudTrailEvent:
     """Turn one record of a selected event into a ``CloudTrailEvent`` or raise ``InvalidRecord``."""
-    if not isinstance(record, Mapping):
+    if type(record) is not dict and not isinstance(record, Mapping):
         raise InvalidRecord("a CloudTrail record must be a JSON object", record_id=origin or None)
     raw_id = record.get("eventID")
     event_id = _text(raw_id) if isinstance(raw_id, str) else None

@@ -94,7 +94,8 @@ def _convert(leaf: Leaf, values: Mapping[str, str], formats: Mapping[str, str]) 
     return value
 
 
-def fill_details(node: DetailsNode, values: Mapping[str, str], formats: Mapping[str, str]) -> Any:
+def fill_details(node: DetailsNode | Mapping[str, DetailsNode], values: Mapping[str, str],
+                 formats: Mapping[str, str]) -> Any:
     """The declaration with the known, well-formed values; None where nothing is known."""
     if isinstance(node, Leaf):
         return _convert(node, values, formats)

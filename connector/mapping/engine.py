@@ -11,14 +11,13 @@ import re
 import shlex
 import string
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from connector.mapping.details import fill_details
 from connector.mapping.formats import list_kind, matches, placeholder
 from connector.mapping.loader import CliSpec, EventMapping
-from connector.mapping.runbook import render_runbook
+from connector.mapping.runbook import runbook_text
 from connector.model import AffectedResource, CallOutcome, CliCommand, CloudTrailEvent, Finding, Remediation, Severity
 
 TITLE_MAX = 256
@@ -104,13 +103,6 @@ def _as_text(value: Any) -> str | None:
     return (text[: VALUE_MAX - 1] + "…" if len(text) > VALUE_MAX else text) or None
 
 
-@lru_cache(maxsize=4096)
-def utc_seconds(when: datetime) -> str:
-    """``eventTime`` as CloudTrail writes it (``%Y-%m-%dT%H:%M:%SZ``); records of one burst share
-    their seconds, so the strftime is mostly a cache hit."""
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def finding_id(event: CloudTrailEvent) -> str:
     """Deterministic: the same record always yields the same id in every format and sink."""
     return f"{PRODUCT_NAME}/{event.partition}/{event.region}/{event.account_id}/{event.event_id}"
@@ -140,7 +132,7 @@ def extract(mapping: EventMapping, event: CloudTrailEvent) -> TemplateValues:
         "account": event.account_id,
         "partition": event.partition,
         "eventID": event.event_id,
-        "eventTime": utc_seconds(event.event_time),
+        "eventTime": event.time_text,
         "eventName": event.event_name,
         "principal": ident.display,
         "principalArn": ident.arn or ident.invoked_by or ident.principal_id or ident.identity_store_arn or "unknown",
@@ -216,7 +208,7 @@ def _resources(mapping: EventMapping, event: CloudTrailEvent, values: TemplateVa
                 partition=event.partition,
                 details_other={k: v for k, v in details.items() if "<" not in v},
                 role=spec.role,
-                details=(fill_details(dict(spec.details), values, mapping.formats) or {}) if spec.details else {},
+                details=(fill_details(spec.details, values, mapping.formats) or {}) if spec.details else {},
             )
         )
     if not out:
@@ -252,46 +244,80 @@ def _quoted(value: str, kind: str) -> str:
     return " ".join(map(shlex.quote, value.split(" "))) if list_kind(kind) else shlex.quote(value)
 
 
-def _executable_values(template: str, values: Mapping[str, str], formats: Mapping[str, str],
-                       quote: bool) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """The values a command may contain, and what is wrong with the others.
+class CommandValues:
+    """The values a finding's commands may contain, each judged once per finding.
 
     A value enters only when it matches its strict format; a missing or malformed one becomes an
     inert ``UPPER_CASE`` placeholder, and the problem is named so the analyst fills it in (an
-    absent optional value, which only the enrichment could supply, keeps its plain placeholder)."""
-    out: dict[str, str] = {}
-    problems: list[tuple[str, str]] = []
-    optional: frozenset[str] = getattr(values, "optional", frozenset())
-    for name in _names(template):
-        value = values.get(name)
-        if value is None and name in optional:
-            pass
-        elif value is None:
-            problems.append((name, f"the event lacks {name}"))
-        elif not matches(formats.get(name, ""), value):
-            problems.append((name, f"{name} in the record is malformed ({formats.get(name, 'no format')} expected)"))
-        else:
-            out[name] = _quoted(value, formats.get(name, "")) if quote else value
-            continue
-        out[name] = placeholder(name)
-    return out, problems
+    absent optional value, which only the enrichment could supply, keeps its plain placeholder).
+    A runbook's commands and its snippet name the same few values over and over: each is matched
+    (and shell-quoted) once, not once per command. Held for one finding only: the values are the
+    record's."""
+
+    __slots__ = ("_formats", "_judged", "_optional", "_quoted", "_values")
+
+    def __init__(self, values: Mapping[str, str], formats: Mapping[str, str]) -> None:
+        self._values = values
+        self._formats = formats
+        self._optional: frozenset[str] = getattr(values, "optional", frozenset())
+        self._judged: dict[str, tuple[str | None, str | None]] = {}
+        self._quoted: dict[str, str] = {}
+
+    def _judge(self, name: str) -> tuple[str | None, str | None]:
+        """(the value if it may enter a command, else None; the problem, if one is to be named)."""
+        judged = self._judged.get(name)
+        if judged is None:
+            value = self._values.get(name)
+            if value is None and name in self._optional:
+                judged = (None, None)
+            elif value is None:
+                judged = (None, f"the event lacks {name}")
+            elif not matches(self._formats.get(name, ""), value):
+                judged = (None, f"{name} in the record is malformed ({self._formats.get(name, 'no format')} expected)")
+            else:
+                judged = (value, None)
+            self._judged[name] = judged
+        return judged
+
+    def safe(self, template: str, *, quote: bool) -> tuple[dict[str, str], list[tuple[str, str]]]:
+        """The template's values as they may enter it (shell-quoted when ``quote``), and what is
+        wrong with the others, in the template's order."""
+        out: dict[str, str] = {}
+        problems: list[tuple[str, str]] = []
+        judged = self._judged
+        for name in _names(template):
+            value, problem = judged.get(name) or self._judge(name)
+            if value is None:
+                out[name] = placeholder(name)
+                if problem is not None:
+                    problems.append((name, problem))
+            elif quote:
+                quoted = self._quoted.get(name)
+                if quoted is None:
+                    quoted = self._quoted[name] = _quoted(value, self._formats.get(name, ""))
+                out[name] = quoted
+            else:
+                out[name] = value
+        return out, problems
 
 
 def render_command(spec: CliSpec, values: Mapping[str, str], formats: Mapping[str, str],
-                   prose: Mapping[str, str] | None = None) -> CliCommand:
-    """``prose``: ``ProseValues(values)`` when the caller already holds it (one per finding)."""
-    safe, problems = _executable_values(spec.command, values, formats, quote=True)
-    description = fill(spec.description, ProseValues(values) if prose is None else prose)
+                   prose: Mapping[str, str] | None = None, judged: CommandValues | None = None) -> CliCommand:
+    """``prose``: ``ProseValues(values)`` and ``judged``: ``CommandValues(values, formats)`` when the
+    caller already holds them (one per finding)."""
+    safe, problems = (judged or CommandValues(values, formats)).safe(spec.command, quote=True)
+    description = compiled_template(spec.description)(ProseValues(values) if prose is None else prose)
     if problems:
         fill_in = ", ".join(placeholder(name) for name, _ in problems)
         description += f" [fill in {fill_in}: {'; '.join(why for _, why in problems)}]"
-    return CliCommand(description, fill(spec.command, safe))
+    return CliCommand(description, compiled_template(spec.command)(safe))
 
 
-def render_snippet(template: str, values: Mapping[str, str], formats: Mapping[str, str]) -> str:
+def render_snippet(template: str, values: Mapping[str, str], formats: Mapping[str, str],
+                   judged: CommandValues | None = None) -> str:
     """The boto3 snippet: values only as validated string literals, placeholders otherwise."""
-    safe, problems = _executable_values(template, values, formats, quote=False)
-    text = fill(template, safe)
+    safe, problems = (judged or CommandValues(values, formats)).safe(template, quote=False)
+    text: str = compiled_template(template)(safe)
     if problems:
         text = "".join(f"# Fill in {placeholder(name)} before running: {why}.\n" for name, why in problems) + text
     return text
@@ -303,29 +329,30 @@ def build_remediation_from(spec: Mapping[str, Any], cli_specs: Sequence[CliSpec]
 
 
 def _remediation(spec: Mapping[str, Any], cli_specs: Sequence[CliSpec], values: TemplateValues,
-                 formats: Mapping[str, str], first: str | None) -> Remediation:
-    """``first``: the runbook's opening section (``render_runbook``); None: no runbook text."""
-    prose = ProseValues(values)
-    summary = _clip(fill(spec["summary"], prose), RECOMMENDATION_MAX)
-    recovery = tuple([fill(step, values) for step in spec["recovery"]])
-    console = tuple([fill(step, values) for step in spec["console_steps"]])
-    cli = tuple([render_command(c, values, formats, prose) for c in cli_specs])
-    boto3_snippet = render_snippet(spec["boto3"], values, formats)
-    hardening = tuple([fill(step, values) for step in spec["hardening"]])
+                 formats: Mapping[str, str], first: str | None, prose: ProseValues | None = None) -> Remediation:
+    """``first``: the runbook's opening section (``render_runbook``); None: no runbook text.
+    ``prose``: ``ProseValues(values)`` when the caller already holds it."""
+    prose = ProseValues(values) if prose is None else prose
+    judged = CommandValues(values, formats)
+    summary = _clip(compiled_template(spec["summary"])(prose), RECOMMENDATION_MAX)
+    recovery = tuple([compiled_template(step)(values) for step in spec["recovery"]])
+    console = tuple([compiled_template(step)(values) for step in spec["console_steps"]])
+    cli = tuple([render_command(c, values, formats, prose, judged) for c in cli_specs])
+    boto3_snippet = render_snippet(spec["boto3"], values, formats, judged)
+    hardening = tuple([compiled_template(step)(values) for step in spec["hardening"]])
     references = tuple(spec["references"])
-    remediation = Remediation(summary, spec["url"], recovery, console, cli, boto3_snippet, hardening, references, "")
-    if first is None:
-        return remediation
-    return Remediation(summary, spec["url"], recovery, console, cli, boto3_snippet, hardening, references,
-                       render_runbook(remediation, first=first))
+    runbook = "" if first is None else runbook_text(summary, recovery, console, cli, boto3_snippet, hardening,
+                                                    references, first=first)
+    return Remediation(summary, spec["url"], recovery, console, cli, boto3_snippet, hardening, references, runbook)
 
 
-def build_remediation(mapping: EventMapping, values: TemplateValues, *, attempt: bool = False) -> Remediation:
+def build_remediation(mapping: EventMapping, values: TemplateValues, *, attempt: bool = False,
+                      prose: ProseValues | None = None) -> Remediation:
     """The restore runbook of a call that went through; the investigation runbook of an attempt."""
     if attempt:
         return _remediation(mapping.attempt.remediation, mapping.attempt.cli, values, mapping.formats,
-                            "Investigate the attempt")
-    return _remediation(mapping.remediation, mapping.cli, values, mapping.formats, "Recover what was removed")
+                            "Investigate the attempt", prose)
+    return _remediation(mapping.remediation, mapping.cli, values, mapping.formats, "Recover what was removed", prose)
 
 
 def build_finding(event: CloudTrailEvent, mapping: EventMapping) -> Finding:
@@ -359,7 +386,7 @@ def build_finding(event: CloudTrailEvent, mapping: EventMapping) -> Finding:
         ocsf_types=mapping.ocsf_types,
         attacks=mapping.attacks,
         resources=_resources(mapping, event, values),
-        remediation=build_remediation(mapping, values, attempt=attempt),
+        remediation=build_remediation(mapping, values, attempt=attempt, prose=prose),
         information=mapping.information,
         impact=mapping.impact,
         values=dict(values),

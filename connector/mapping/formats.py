@@ -10,6 +10,7 @@ says which value was malformed. Valid values are shell-quoted as well (a no-op f
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 
 from connector.aws_region import REGION_PATTERN
@@ -89,12 +90,25 @@ def known_format(kind: str) -> bool:
 
 def matches(kind: str, value: str) -> bool:
     """True when ``value`` is a well-formed ``kind`` (an unknown kind never matches)."""
+    return _matcher(kind)(value)
+
+
+def _never(value: str) -> bool:
+    return False
+
+
+@lru_cache(maxsize=1024)
+def _matcher(kind: str) -> Callable[[str], bool]:
+    """``matches`` for one kind, decided once per kind (kinds come from the mapping files)."""
     item = list_kind(kind)
     if item is not None:
-        parts = value.split(" ")
-        return bool(value) and all(matches(item, part) for part in parts)
+        each = _matcher(item)
+        return lambda value: bool(value) and all(map(each, value.split(" ")))
     pattern = VALUE_FORMATS.get(kind)
-    return pattern is not None and pattern.fullmatch(value) is not None
+    if pattern is None:
+        return _never
+    full = pattern.fullmatch
+    return lambda value: full(value) is not None
 
 
 @lru_cache(maxsize=4096)

@@ -6,7 +6,7 @@ how to stop it happening again. Plain text with light Markdown, readable in a SO
 
 from __future__ import annotations
 
-from connector.model import Remediation
+from connector.model import CliCommand, Remediation
 
 
 def _numbered(steps: tuple[str, ...]) -> list[str]:
@@ -15,16 +15,23 @@ def _numbered(steps: tuple[str, ...]) -> list[str]:
 
 def render_runbook(remediation: Remediation, *, first: str = "Recover what was removed") -> str:
     """``first`` names the opening section: restore steps, or an attempt's investigation."""
-    lines: list[str] = [remediation.summary, "", f"## {first}"]
-    lines += _numbered(remediation.recovery)
+    r = remediation
+    return runbook_text(r.summary, r.recovery, r.console_steps, r.cli, r.boto3, r.hardening, r.references, first=first)
+
+
+def runbook_text(summary: str, recovery: tuple[str, ...], console_steps: tuple[str, ...], cli: tuple[CliCommand, ...],
+                 boto3: str, hardening: tuple[str, ...], references: tuple[str, ...], *, first: str) -> str:
+    """``render_runbook`` of the parts, before the ``Remediation`` that holds them is made."""
+    lines: list[str] = [summary, "", f"## {first}"]
+    lines += _numbered(recovery)
     lines += ["", "## In the console"]
-    lines += _numbered(remediation.console_steps)
+    lines += _numbered(console_steps)
     lines += ["", "## With the AWS CLI"]
-    for command in remediation.cli:
+    for command in cli:
         lines += [f"# {command.description}", command.command]
-    lines += ["", "## With Python (boto3)", remediation.boto3.rstrip()]
+    lines += ["", "## With Python (boto3)", boto3.rstrip()]
     lines += ["", "## Prevent it"]
-    lines += _numbered(remediation.hardening)
+    lines += _numbered(hardening)
     lines += ["", "## References"]
-    lines += [f"- {url}" for url in remediation.references]
+    lines += [f"- {url}" for url in references]
     return "\n".join(lines)

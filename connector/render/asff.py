@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connector.mapping.loader import COMMON_VARIABLES
-from connector.model import Finding
+from connector.model import Finding, utc_millis
 from connector.render.links import docs_url
 from connector.triage.result import TriageResult
 
@@ -34,7 +34,8 @@ CONSOLE_HOSTS = {
 
 
 def iso(finding: Finding) -> str:
-    return finding.event.event_time.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    """The event time with ASFF's milliseconds (CloudTrail's time has none): ``….000Z``."""
+    return finding.event.time_text[:-1] + ".000Z"
 
 
 def default_product_arn(partition: str, region: str, account: str) -> str:
@@ -47,24 +48,38 @@ def cloudtrail_console_url(finding: Finding) -> str:
     return f"https://{event.region}.{host}/cloudtrailv2/home?region={event.region}#/events/{event.event_id}"
 
 
-def _ipv4(text: str | None) -> str | None:
-    if not text:
-        return None
+#: Exactly the dotted quads ``ipaddress`` accepts: ASCII digits, 0-255, no leading zero.
+_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])")
+
+
+def ip_version(text: str) -> int:
+    """``ipaddress.ip_address(text).version``, 0 for what is not an address (``sourceIPAddress``
+    is often a service name). The common dotted quad is matched without ``ipaddress``; text with
+    no ``:`` can be no IPv6 address, so only the rest is parsed."""
+    if _IPV4.fullmatch(text) is not None:
+        return 4
+    if ":" not in text:
+        return 0
     try:
-        return text if ipaddress.ip_address(text).version == 4 else None
+        return ipaddress.ip_address(text).version
     except ValueError:
-        return None
+        return 0
 
 
-def _api_call_action(finding: Finding) -> dict[str, Any]:
+def _ipv4(text: str | None) -> str | None:
+    return text if text and ip_version(text) == 4 else None
+
+
+def _api_call_action(finding: Finding, when: str) -> dict[str, Any]:
     """The call itself: API, service, caller type and address (``DomainDetails`` for an AWS service
-    calling on a principal's behalf), so Security Hub filters and insights on them work."""
+    calling on a principal's behalf), so Security Hub filters and insights on them work.
+    ``when``: ``iso(finding)``."""
     event = finding.event
     action: dict[str, Any] = {
         "Api": event.event_name[:128],
         "ServiceName": event.event_source[:128],
-        "FirstSeen": iso(finding),
-        "LastSeen": iso(finding),
+        "FirstSeen": when,
+        "LastSeen": when,
     }
     ip = _ipv4(event.source_ip)
     if ip:
@@ -104,7 +119,7 @@ def _product_fields(finding: Finding, triage: TriageResult | None = None) -> dic
         f"{p}/eventName": event.event_name,
         f"{p}/eventSource": event.event_source,
         f"{p}/eventID": event.event_id,
-        f"{p}/eventTime": event.event_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        f"{p}/eventTime": event.time_text,
         f"{p}/eventVersion": event.event_version,
         f"{p}/requestID": event.request_id,
         f"{p}/awsRegion": event.region,
@@ -129,9 +144,8 @@ def _product_fields(finding: Finding, triage: TriageResult | None = None) -> dic
         fields[f"connector/attack/{attack.version}"] = ",".join(
             uid for uid in (attack.tactic_uid, attack.technique_uid, attack.sub_technique_uid) if uid
         )
-    for name, value in sorted(finding.values.items()):
-        if name not in COMMON_VARIABLES:
-            fields[f"{p}/requestParameters/{name}"] = value
+    for name, value in sorted([item for item in finding.values.items() if item[0] not in COMMON_VARIABLES]):
+        fields[f"{p}/requestParameters/{name}"] = value
     # What an analyst needs in the console without opening the runbook: the commands with the
     # event's ids (each within the 2,048-character value limit), what the call does and breaks.
     for index, command in enumerate(finding.remediation.cli, 1):
@@ -139,7 +153,7 @@ def _product_fields(finding: Finding, triage: TriageResult | None = None) -> dic
     fields["connector/information"] = " ".join(finding.information)
     fields["connector/impact"] = " ".join(finding.impact)
     clean = {k[:128]: v[:2048] for k, v in fields.items() if v and v.strip()}
-    return dict(list(clean.items())[:MAX_PRODUCT_FIELDS])
+    return clean if len(clean) <= MAX_PRODUCT_FIELDS else dict(list(clean.items())[:MAX_PRODUCT_FIELDS])
 
 
 def _enrichment_fields(finding: Finding) -> dict[str, str | None]:
@@ -218,7 +232,7 @@ def render_asff(finding: Finding, *, product_arn: str | None = None, updated_at:
     connector/render/links.py); the documentation page then stays in ``ProductFields``."""
     event = finding.event
     when = iso(finding)
-    updated = (updated_at or event.event_time).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    updated = utc_millis((updated_at or event.event_time).astimezone(UTC))
     severity = {"Label": finding.severity.name, "Original": finding.severity.name}
     fields = _product_fields(finding, triage)
     if recommendation_url and len(fields) < MAX_PRODUCT_FIELDS:
@@ -244,7 +258,7 @@ def render_asff(finding: Finding, *, product_arn: str | None = None, updated_at:
         "SourceUrl": cloudtrail_console_url(finding),
         "ProductFields": fields,
         "Resources": _resources(finding),
-        "Action": {"ActionType": "AWS_API_CALL", "AwsApiCallAction": _api_call_action(finding)},
+        "Action": {"ActionType": "AWS_API_CALL", "AwsApiCallAction": _api_call_action(finding, when)},
         "FindingProviderFields": {"Severity": dict(severity), "Types": list(finding.asff_types)},
         "Workflow": {"Status": "SUPPRESSED" if triage is not None and triage.suppressed else "NEW"},
         "RecordState": "ACTIVE",

@@ -9,7 +9,6 @@ Times are epoch milliseconds of the event. See https://schema.ocsf.io/1.8.0/clas
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from datetime import datetime
@@ -18,7 +17,7 @@ from typing import Any
 from connector import __version__
 from connector.mapping.loader import COMMON_VARIABLES
 from connector.model import Finding, Identity
-from connector.render.asff import cloudtrail_console_url
+from connector.render.asff import cloudtrail_console_url, ip_version
 from connector.render.links import docs_url
 from connector.triage.result import TriageResult
 from connector.trust import safe_display
@@ -41,6 +40,11 @@ SEVERITY_CAPTIONS = {1: "Informational", 2: "Low", 3: "Medium", 4: "High", 5: "C
 #: OCSF user.type_id: 1 User, 2 Admin, 3 System, 99 Other (caption free).
 USER_TYPES = {"IAMUser": (1, "User"), "IdentityCenterUser": (1, "User"), "Root": (2, "Admin"),
               "AWSService": (4, "Service")}
+
+
+#: ``json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)`` without building an
+#: encoder per finding.
+_raw_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
 
 
 def epoch_ms(finding: Finding) -> int:
@@ -101,10 +105,9 @@ def _src_endpoint(finding: Finding) -> dict[str, Any] | None:
     if isinstance(endpoint, str) and endpoint:
         out["uid"] = endpoint[:128]  # the call came through this VPC endpoint (Security Lake: src_endpoint.uid)
     if source:
-        try:
-            ipaddress.ip_address(source)
+        if ip_version(source):
             out["ip"] = source
-        except ValueError:
+        else:
             out["domain"] = source[:253]  # an AWS service name such as cloudformation.amazonaws.com
     return out or None
 
@@ -324,7 +327,7 @@ def render_ocsf(finding: Finding, *, updated_at: datetime | None = None, triage:
             "uid": finding.id,
             "event_code": event.event_name,
             "original_event_uid": event.event_id,
-            "original_time": event.event_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "original_time": event.time_text,
             "log_provider": "AWS CloudTrail",
             "tenant_uid": event.account_id,
         },
@@ -342,7 +345,7 @@ def render_ocsf(finding: Finding, *, updated_at: datetime | None = None, triage:
             "references": list(finding.remediation.references),
             "kb_article_list": [{"title": "Remediation", "src_url": docs_url(finding.remediation.url, event.partition)}],
         },
-        "raw_data": json.dumps(event.raw, sort_keys=True, separators=(",", ":"), default=str),
+        "raw_data": _raw_json(event.raw),
         "unmapped": {
             "severity_reason": finding.severity_reason,
             "outcome": finding.outcome,

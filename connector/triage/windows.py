@@ -43,7 +43,13 @@ class ChangeWindow:
     def contains(self, moment: datetime) -> bool:
         if self.begins is not None and self.ends is not None:
             return self.begins <= moment < self.ends
-        local = moment.astimezone(self.zone or UTC)
+        try:
+            local = moment.astimezone(self.zone or UTC)
+        except OverflowError:
+            # 9999-12-31T23:59:59Z is a valid eventTime whose local time east of UTC is past year
+            # 9999: no calendar day to place it in, so it is in no weekly window (the cautious
+            # answer: "outside the change windows" raises a finding, never lowers one).
+            return False
         minute = local.hour * 60 + local.minute
         day = local.weekday()
         if self.start <= self.end:

@@ -32,3 +32,19 @@ def test_a_malformed_region_is_refused_by_every_check(region: str) -> None:
     assert region_problem(region) is not None
     assert not matches("region", region)
     assert not LAKE_REGION.fullmatch(region)
+
+
+@pytest.mark.parametrize(("kind", "value", "expected"), [
+    ("subnet-id-list", "subnet-0123abcd subnet-0123456789abcdef0", True),
+    ("subnet-id-list", "subnet-0123abcd", True),
+    ("subnet-id-list", "", False),
+    ("subnet-id-list", "subnet-0123abcd  subnet-0123abcd", False),  # an empty item between two spaces
+    ("subnet-id-list", "subnet-0123abcd;id", False),
+    ("subnet-id", "subnet-0123abcd subnet-0123abcd", False),
+    ("no-such-kind", "x", False),
+    ("no-such-kind-list", "x", False),
+    ("network-acl-id", "acl-0123456789abcdef0", True),
+    ("network-acl-id", "acl-0123456789abcdef0\n", False),
+])
+def test_a_value_matches_its_kind_or_each_item_of_a_list_kind(kind: str, value: str, expected: bool) -> None:
+    assert matches(kind, value) is expected

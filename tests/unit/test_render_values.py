@@ -177,3 +177,37 @@ def test_a_bad_dashboards_url_is_refused_at_start(bad: str) -> None:
     settings = dataclasses.replace(Settings(), securityhub=SecurityHubSettings(recommendation_dashboards_url=bad))
     with pytest.raises(ConfigError, match="recommendation_dashboards_url"):
         dashboards_link(settings)
+
+
+#: Addresses and near misses of every kind ``ipaddress`` distinguishes.
+_ADDRESSES = ["1.2.3.4", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3.04", "1.2.3", "1.2.3.4.5",
+              "1.2.3.4 ", " 1.2.3.4", "1.2.3.4\n", "1..3.4", "١.٢.٣.٤", "１.2.3.4", "1.2.3.4/32", "1.2.3.4%eth0",
+              "+1.2.3.4", "1.2.3.-4", "000.1.1.1", "199.249.250.251", "::", "::1", "2001:db8::1", "::ffff:1.2.3.4",
+              "fe80::1%eth0", "2001:db8::1/64", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8:9", ":", "a:b", "",
+              "cloudformation.amazonaws.com", "AWS Internal", "0x1.2.3.4"]
+
+
+def test_ip_version_agrees_with_ipaddress() -> None:
+    import ipaddress
+    import random
+
+    from connector.render.asff import ip_version
+
+    rng = random.Random(3)
+    quads = [".".join(rng.choice(["0", "1", "9", "10", "99", "100", "199", "200", "249", "250", "255", "256", "300",
+                                  "00", "01", "010", "1000", ""]) for _ in range(4)) for _ in range(3000)]
+    for text in _ADDRESSES + quads:
+        try:
+            expected = ipaddress.ip_address(text).version
+        except ValueError:
+            expected = 0
+        assert ip_version(text) == expected, text
+
+
+def test_event_times_are_written_as_strftime_writes_them() -> None:
+    from connector.model import utc_millis, utc_seconds
+
+    for year in (1, 9, 99, 999, 1000, 2026, 9999):
+        when = datetime(year, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
+        assert utc_seconds(when) == when.strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert utc_millis(when) == when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from connector.schema_check import compile_check
+from connector.schema_check import DISPATCH_OVER, compile_check
 
 
 class Text(str):
@@ -24,10 +24,13 @@ class Table(dict):  # type: ignore[type-arg]
 #: Plain JSON values (as a parser gives them) the check must judge exactly as jsonschema does.
 PLAIN: list[Any] = [None, True, False, 0, 1, 2, 99, -5, 10**13, 2.5, "", "a", "abc", "v18", "https://x", "cloud",
                     "x" * 600, [], [1], ["a"], ["", "a"], ["cloud", "host"], ["host"], [{}], [{"uid": "a"}],
+                    [None], [None, 1], [1, 2.5], [True, False], [[], [1]], {"a": []}, {"a": [], "b": "x"},
+                    {"uid": "a", "name": ""}, {"uid": "", "name": "b"}, {"uid": "a", "name": "b", "x": 1}, {"name": "b"},
                     {}, {"uid": "a"}, {"uid": ""}, {"uid": 1}, {"name": "n"}, {"uid": "a", "extra": 1},
                     {"uid": "a", "name": "b", "type_id": 3}, {"a": {"b": "c"}}, {"a": {"b": ""}}, {"a": "x", "b": "y"}]
 #: Values where jsonschema and the check may differ; the check may only be stricter.
 TRICKY: list[Any] = [1.0, 3.0, Text("a"), Text(""), Table(uid="a"), Table(), (1,), ("a",), float("nan"),
+                     [1, True], [1.0], [Text("a")], [Table()], ["a", Text("")], {"a": Text("x")}, {Text("k"): []},
                      {1: "a"}, {"uid": Text("a")}, [True], {"type_id": True}, {"type_id": 3.0}]
 
 SCHEMAS: list[dict[str, Any]] = [
@@ -41,6 +44,9 @@ SCHEMAS: list[dict[str, Any]] = [
      "properties": {"uid": {"type": "string", "minLength": 1}, "name": {"type": "string"},
                     "type_id": {"enum": [0, 1, 2, 3, 99]}}},
     {"type": "object", "additionalProperties": False},
+    {"type": "object", "required": ["uid", "name"], "additionalProperties": False,  # exactly these keys
+     "properties": {"uid": {"type": "string", "minLength": 1}, "name": {"type": "string"}}},
+    {"required": ["uid", "name"], "additionalProperties": False, "properties": {"uid": True, "name": True}},
     {"type": "object", "additionalProperties": {"type": "string"}, "propertyNames": {"type": "string", "minLength": 1}},
     {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": {"type": "object"}},
     {"type": "object", "minProperties": 1, "maxProperties": 2},
@@ -49,7 +55,18 @@ SCHEMAS: list[dict[str, Any]] = [
     {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
     {"type": "array", "maxItems": 1}, {"type": "array", "items": {"enum": ["cloud", "host"]}, "contains": {"const": "cloud"}},
     {"type": "array", "items": {"type": "object", "required": ["uid"]}},
+    # Items of a bare type are judged by the set of their types: the same verdicts.
+    {"type": "array", "items": {"type": "integer"}}, {"type": "array", "items": {"type": "number"}},
+    {"type": "array", "items": {"type": "null"}}, {"type": "array", "items": {"type": "object"}},
+    {"type": "array", "items": {"type": "string", "minLength": 0}}, {"items": {"type": "boolean"}},
+    {"type": "object", "additionalProperties": {"type": "array"}, "propertyNames": {"type": "string"}},
+    {"type": "array", "items": {"type": ["string", "null"]}},
     {"allOf": [{"type": "string"}, {"minLength": 2}]}, {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+    # Under a single type the branches' keywords need no type guard (the type test comes first).
+    {"type": "string", "anyOf": [{"minLength": 4}, {"pattern": "^a"}]},
+    {"type": "object", "allOf": [{"required": ["uid"]}, {"maxProperties": 1}]},
+    {"type": "integer", "anyOf": [{"minimum": 50}, {"maximum": 0}]}, {"type": "array", "anyOf": [{"minItems": 2}]},
+    {"type": ["string", "null"], "anyOf": [{"minLength": 1}, {"type": "null"}]},
     {"$ref": "#/$defs/name", "$defs": {"name": {"type": "string", "minLength": 1}}},
     {"type": "object", "properties": {"child": {"$ref": "#"}}, "additionalProperties": False},
     {"properties": {"a": False}}, True, False,
@@ -102,3 +119,46 @@ def test_a_document_past_the_recursion_limit_is_only_not_sure() -> None:
         deep = {"child": deep}
     assert check(deep) is False
     assert check({"child": {"child": {}}}) is True
+
+
+#: Members past ``DISPATCH_OVER``, so the object is checked through its table of member checks.
+MANY = {f"m{i}": {"type": "string", "minLength": 1} if i % 3 else {"type": "integer", "maximum": 5}
+        for i in range(DISPATCH_OVER + 3)}
+
+
+@pytest.mark.parametrize("extra", [False, True, {"type": "boolean"}], ids=["closed", "open", "typed-extra"])
+@pytest.mark.parametrize("typed", [True, False], ids=["object", "untyped"])
+def test_an_object_of_many_members_is_judged_member_by_member_as_jsonschema_does(extra: Any, typed: bool) -> None:
+    schema: dict[str, Any] = {"properties": {**MANY, "any": True, "never": False}, "required": ["m1"],
+                              "additionalProperties": extra, "minProperties": 1}
+    if typed:
+        schema["type"] = "object"
+    check = compile_check(schema)
+    assert "get = _t" in (check.__doc__ or "")  # the table path, not one look-up per member
+    reference = jsonschema.Draft202012Validator(schema)
+    values: list[Any] = [*PLAIN, *TRICKY]
+    for m1, m0, other in itertools.product(["a", "", 1, None, Text("a")], [_MISSING_MEMBER, 3, 6, "x", 3.0, True],
+                                            [{}, {"zz": True}, {"zz": "s"}, {"any": [1]}, {"never": 1}, {"m2": ""}]):
+        value = {"m1": m1, **({} if m0 is _MISSING_MEMBER else {"m0": m0}), **other}
+        values += [value, Table(value)]
+    values += [{}, {"m0": 1}, {"m1": "a", 1: "a"}]
+    accepted = 0
+    for value in values:
+        ok = reference.is_valid(value)
+        assert not check(value) or ok, (schema, value)
+        if ok and type(value) is dict and _plain(value):
+            assert check(value), (schema, value)
+        accepted += bool(check(value))
+    assert accepted >= 4  # the fast path answers the common case (m1 "a", m0 absent or 3, nothing else wrong)
+
+
+_MISSING_MEMBER = object()
+
+
+def _plain(value: Any) -> bool:
+    """A value as a JSON parser gives it (no subclasses, no floats that equal integers)."""
+    if isinstance(value, dict):
+        return type(value) is dict and all(type(k) is str and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return type(value) is list and all(map(_plain, value))
+    return type(value) in (str, int, bool, type(None))

@@ -478,3 +478,21 @@ def test_compiled_rules_decide_as_the_conditions_do(tmp_path: Path) -> None:
                     assert compile_rule(rule.match)(facts) is all_hold(rule.match, facts)
                 hits.update(expected)
     assert hits == {r.id for r in triage.rules.context}  # every rule matched somewhere: the test can fail
+
+
+def test_a_time_past_the_calendar_in_the_windows_zone_is_outside_every_weekly_window(tmp_path: Path) -> None:
+    """9999-12-31T23:59:59Z is a valid eventTime; in Berlin it is already year 10000, which no
+    datetime holds. It is in no weekly window, and the record ends as the project's own error
+    (its OCSF times are past the schema's range), never as an OverflowError out of triage."""
+    from zoneinfo import ZoneInfo
+
+    from connector.errors import ValidationFailed
+    from connector.triage.windows import ChangeWindow
+
+    end = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    berlin = ChangeWindow("w", days=frozenset(range(7)), start=0, end=24 * 60, zone=ZoneInfo("Europe/Berlin"))
+    assert not berlin.contains(end)
+    assert ChangeWindow("utc", days=frozenset(range(7)), start=0, end=24 * 60).contains(end)
+    factory = factory_for(write_rules(tmp_path, SITE_RULES))
+    with pytest.raises(ValidationFailed, match="e-end-of-time"):
+        factory.render(make_record(NAT, event_id="e-end-of-time", eventTime="9999-12-31T23:59:59Z"))

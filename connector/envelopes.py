@@ -36,6 +36,7 @@ from connector.record_split import (
     cwl_events,
     cwl_hits,
     json_depth_exceeds,
+    log_file_hits,
     log_file_records,
     select_records,
     stream_log_file,
@@ -250,13 +251,17 @@ class Decoder:
                 if self.prefilter is not None and stripped.startswith(CLOUDTRAIL_LOG_HEAD):
                     # The one scan of the file: the record heads and the target names together.
                     positions = self.prefilter.positions(stripped)
-                    heads = len(self.prefilter.marker_scan(CLOUDTRAIL_RECORD_HEAD)(stripped))
                     if not positions:
                         # A CloudTrail log file without a target name anywhere: nothing in it can be a
                         # target (its records are never envelopes), so it is not even split; the
                         # records are counted by their heads.
-                        yield Skipped(heads)
+                        yield Skipped(len(self.prefilter.marker_scan(CLOUDTRAIL_RECORD_HEAD)(stripped)))
                         return
+                    cut = self._log_file_hits(stripped, origin, level, positions)
+                    if cut is not None:
+                        yield from cut
+                        return
+                    heads = len(self.prefilter.marker_scan(CLOUDTRAIL_RECORD_HEAD)(stripped))
                 raws = log_file_records(stripped)
                 if raws is not None:
                     compact = stripped.startswith(COMPACT_HEAD) and stripped.endswith(b"]}")
@@ -346,6 +351,27 @@ class Decoder:
                 yield from self._lambda_record(parsed, where, level)
         if len(raws) > parsed_count:
             yield Skipped(len(raws) - parsed_count)
+
+    def _log_file_hits(self, doc: Buffer, origin: str, level: int, positions: list[int]) -> list[Item] | None:
+        """A CloudTrail log file cut at its record heads (``record_split.log_file_hits``): only the
+        records holding a target name are parsed, the rest counted. None, and the caller splits
+        the file with the parser, when the layout is not proved or a hit record does not parse as
+        one whole object: the full split then gives each record its exact outcome (a letter)."""
+        assert self.prefilter is not None
+        cut = log_file_hits(doc, self.prefilter, positions)
+        if cut is None:
+            return None
+        count, hits = cut
+        items: list[Item] = []
+        for index, data in hits:
+            where = f"{origin}#{index}"
+            parsed = self._parse(data, where)
+            if not isinstance(parsed, dict):
+                return None
+            items.extend(self._lambda_record(parsed, where, level))
+        if count > len(hits):
+            items.append(Skipped(count - len(hits)))
+        return items
 
     @staticmethod
     def _record_by_record(raws: list[msgspec.Raw], prefilter: NameScan) -> Iterator[tuple[int, bool]]:

@@ -14,7 +14,7 @@ from connector.config import LimitSettings
 from connector.envelopes import DecodedRecord, DecodeFailure, Decoder, Skipped
 from connector.errors import DecodeError, LimitExceeded
 from connector.inflate import INPUT_STEP, gunzip, inflate
-from connector.record_split import cwl_hits
+from connector.record_split import cwl_hits, log_file_hits
 from connector.select import Selector
 from tests.support.records import EVENTS, make_record
 
@@ -87,6 +87,87 @@ def test_no_nested_look_alike_is_ever_taken_for_a_record() -> None:
         assert ids == []
         streamed, _, _ = found(list(decoder.decode_stream(chunks(gzip.compress(doc), 4096), origin="t")))
         assert streamed == []
+
+
+def with_arrays(i: int) -> dict[str, object]:
+    """A record holding arrays and, in its strings, the bytes of a record boundary and brackets."""
+    record = noise(i)
+    record["resources"] = [{"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::logs/k/{i}"}, {"type": "AWS::S3::Bucket"}]
+    record["userAgent"] = '[aws-cli] },{"eventVersion":"1.08","eventName":"x"} ]]]}}'
+    return record
+
+
+def honest(count: int, with_array_every: int = 7) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for i in range(count):
+        if i % 10 == 0:
+            out.append(make_record(EVENTS[i % len(EVENTS)], event_id=f"target-{i}"))
+        else:
+            out.append(with_arrays(i) if i % with_array_every == 0 else noise(i))
+    return out
+
+
+def test_an_honest_log_file_is_cut_at_its_record_heads_into_exactly_the_target_records() -> None:
+    records = honest(300)
+    doc = compact({"Records": records})
+    cut = log_file_hits(doc, SELECTOR.pattern, SELECTOR.pattern.positions(doc))
+    assert cut is not None  # the layout is proved: no parser pass over the file
+    count, hits = cut
+    assert count == len(records)
+    assert [index for index, _ in hits] == list(range(0, 300, 10))
+    assert all(data == compact(records[index]) for index, data in hits)
+    # Through the decoder: the same findings, origins and counts as the parser's split.
+    fast = list(Decoder(LimitSettings(), prefilter=SELECTOR.pattern).decode(gzip.compress(doc), origin="t"))
+    ids, skipped, failures = found(fast)
+    assert ids == sorted(f"target-{i}" for i in range(0, 300, 10)) and not failures and skipped == 270
+    assert [i.origin for i in fast if isinstance(i, DecodedRecord)][:2] == ["t>gzip#0", "t>gzip#10"]
+
+
+def forged_variants() -> dict[str, dict[str, object]]:
+    """Look-alike records nested in one record, each way a nested head can sit."""
+    fake = [make_record(EVENTS[1], event_id=f"forged-{n}") for n in range(4)]
+    shapes: dict[str, object] = {
+        "after an object": {"Statement": [{"Sid": "a"}, *fake]},
+        "brackets in strings balance the counts": {"Statement": [{"Sid": "]]}}"}, *fake], "note": "]"},
+        "first in its array": {"Statement": fake},
+        "after a string": {"Statement": ["a", *fake]},
+        "as a member's value": {"a": fake[0], "b": fake[1]},
+        "deeply": {"x": [[{"y": [{"Sid": "a"}, *fake]}]]},
+    }
+    out = {}
+    for name, parameters in shapes.items():
+        record = noise(0)
+        record["requestParameters"] = parameters
+        out[name] = record
+    return out
+
+
+@pytest.mark.parametrize("shape", list(forged_variants()))
+def test_a_nested_look_alike_never_passes_the_head_cut(shape: str) -> None:
+    records = [*honest(40, with_array_every=1000), forged_variants()[shape], *honest(40, with_array_every=1000)]
+    doc = compact({"Records": records})
+    assert log_file_hits(doc, SELECTOR.pattern, SELECTOR.pattern.positions(doc)) is None
+    ids, skipped, failures = found(list(Decoder(LimitSettings(), prefilter=SELECTOR.pattern).decode(doc, origin="t")))
+    assert not any(i.startswith("forged") for i in ids) and len(ids) == 8 and not failures
+    assert skipped == len(records) - 8
+
+
+def test_the_head_cut_falls_back_to_the_parser_for_any_other_layout() -> None:
+    records = honest(50)
+    pattern = SELECTOR.pattern
+    for doc in (
+        json.dumps({"Records": records}).encode(),  # spaced
+        compact({"Records": records})[:-1],  # truncated
+        compact({"Records": records, "Other": [1]}),  # more than the records
+        compact({"Records": [{"x": 1}, *records]}),  # an entry that is not a CloudTrail record first
+        compact({"Records": honest(50, with_array_every=2)}),  # arrays in most records: one parser pass is cheaper
+    ):
+        assert log_file_hits(doc, pattern, pattern.positions(doc)) is None
+    # A hit record that does not parse alone: the parser's split gives it its own letter.
+    doc = compact({"Records": records}).replace(b'"target-10"', rb'"target-10\ud800"')
+    items = list(Decoder(LimitSettings(), prefilter=pattern).decode(doc, origin="t"))
+    ids, skipped, failures = found(items)
+    assert len(ids) == 5 and skipped == 45 and not failures  # a lone surrogate is read by the standard parser
 
 
 @pytest.mark.parametrize("piece", [1, 777, 64 * 1024])
@@ -209,3 +290,7 @@ def test_the_name_scan_agrees_with_the_regular_expression_it_stands_for(monkeypa
     head = b'{"eventVersion":"1.'
     assert [m[1] for m in fast.marker_scan(head)(data)] == [m[1] for m in slow.marker_scan(head)(data)]
     assert len(fast.marker_scan(head)(data)) == data.count(head)
+    layout = (b"}," + head, b"[" + head, head, b"[")  # leftmost-first: at one offset the first given wins
+    sample = compact({"Records": honest(30)}) + b'[{"eventVersion":"1.'
+    assert fast.marker_scan(*layout)(sample) == slow.marker_scan(*layout)(sample)
+    assert {kind for kind, _, _ in fast.marker_scan(*layout)(sample)} == {0, 1, 3}

@@ -42,6 +42,16 @@ from connector.record_split import (
     stream_log_file,
 )
 from connector.select import NameScan
+from connector.terminal import (
+    EVENTBRIDGE_AFTER_AT,
+    EVENTBRIDGE_AFTER_ID,
+    EVENTBRIDGE_CLOUDTRAIL,
+    EVENTBRIDGE_HEAD,
+    EVENTBRIDGE_ID,
+    is_terminal,
+    may_hide,
+    record_by_record,
+)
 from connector.trust import S3Trust, location_problem
 
 __all__ = ["Buffer", "DecodeFailure", "DecodedRecord", "Decoder", "Item", "Skipped", "gunzip", "json_depth_exceeds"]
@@ -72,16 +82,7 @@ def _loads(data: Buffer) -> Any:
 #: S3 errors that a retry cannot fix: the message is dead-lettered with the reason.
 PERMANENT_S3_ERRORS = frozenset({"NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidObjectState", "404", "403"})
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/\r\n]+={0,2}\s*$")
-#: Markers of envelopes whose records may not be in the bytes themselves (S3 references, base64
-#: strings), also JSON-escaped inside another envelope's string. Not ``detail``: an EventBridge
-#: CloudTrail event carries its record as plain JSON, and every EventBridge body has one.
-_INDIRECT = re.compile(rb'\\?"(?:s3|s3Bucket|s3ObjectKey|data|awslogs|kinesis|Message|Messages|body|Body|Sns|records)\\?"|Object Created')
-#: Bodies that are one CloudTrail record (versions 1.x) or an EventBridge CloudTrail event: whatever
-#: they contain is the record itself, never a further envelope, so the name test alone decides.
-_TERMINAL_HEAD = re.compile(rb'\{\s*"eventVersion"\s*:\s*"1\.|\{[^{}]{0,300}?"detail-type"\s*:\s*"AWS API Call via CloudTrail"')
 CLOUDTRAIL_LOG_HEAD = COMPACT_HEAD + CLOUDTRAIL_RECORD_HEAD
-_EVENTBRIDGE_CLOUDTRAIL = b'"detail-type":"AWS API Call via CloudTrail"'
-_EVENTBRIDGE_HEAD = b'{"version":"0"'
 #: Objects read from S3 above this size are inflated and split as they arrive, not read whole.
 STREAM_OVER_BYTES = 8 << 20
 STREAM_CHUNK = 1 << 20
@@ -158,23 +159,25 @@ class Decoder:
         self.limits = limits
         self.s3 = s3_client
         self.prefilter = prefilter
+        self._occurs = prefilter.occurs if prefilter is not None else None
         self.s3_trust = s3_trust
 
     # -- entry --------------------------------------------------------------------------
     def decode(self, body: bytes, *, origin: str) -> Iterable[Item]:
         # The common case first, with nothing else done: one CloudTrail record (or EventBridge
         # event) that is not a target costs one regex pass (and no generator).
-        prefilter = self.prefilter
+        occurs = self._occurs
         if (
-            prefilter is not None
+            occurs is not None
             and body.endswith(b"}")
             # the two compact heads AWS writes by plain byte compares, inline: this runs per message
             and (
                 body.startswith(CLOUDTRAIL_RECORD_HEAD)
-                or (body.startswith(_EVENTBRIDGE_HEAD) and body.find(_EVENTBRIDGE_CLOUDTRAIL, 0, 200) > 0)
-                or _is_terminal(body)
+                or (body.startswith(EVENTBRIDGE_ID) and body.startswith(EVENTBRIDGE_AFTER_ID, EVENTBRIDGE_AFTER_AT))
+                or (body.startswith(EVENTBRIDGE_HEAD) and body.find(EVENTBRIDGE_CLOUDTRAIL, 0, 200) > 0)
+                or is_terminal(body)
             )
-            and prefilter.search(body) is None
+            and not occurs(body)
         ):
             return _SKIPPED_ONE_ONLY
         return self._bytes(body, origin, 0)
@@ -286,7 +289,7 @@ class Decoder:
             self.prefilter is not None
             and stripped[:1] + stripped[-1:] in (b"{}", b"[]")  # looks whole: garbage still gets its error
             and self.prefilter.search(stripped) is None
-            and not self._may_hide(stripped)
+            and not may_hide(stripped)
         ):
             yield SKIPPED_ONE  # no target event name and nothing that could hide one: not ours
             return
@@ -311,11 +314,6 @@ class Decoder:
             return
         yield from self._value(parsed, origin, level + 1)
 
-    @staticmethod
-    def _may_hide(data: Any) -> bool:
-        """Could ``data`` hold a target whose name is not in its bytes (base64, an S3 reference)?"""
-        return not _is_terminal(data) and _INDIRECT.search(data) is not None
-
     def _records(
         self,
         doc: Buffer,
@@ -336,11 +334,11 @@ class Decoder:
             chosen = ((index, True) for index in range(len(raws)))
         else:
             known = select_records(doc, head, tail, raws, prefilter, CLOUDTRAIL_RECORD_HEAD, positions, heads) if head >= 0 else None
-            chosen = known if known is not None else self._record_by_record(raws, prefilter)
+            chosen = known if known is not None else record_by_record(raws, prefilter)
         parsed_count = 0
         for index, hit in chosen:
             raw = raws[index]
-            if not hit and not self._may_hide(raw):
+            if not hit and not may_hide(raw):
                 continue
             parsed_count += 1
             where = f"{origin}#{first_index + index}"
@@ -353,12 +351,9 @@ class Decoder:
             yield Skipped(len(raws) - parsed_count)
 
     def _log_file_hits(self, doc: Buffer, origin: str, level: int, positions: list[int]) -> list[Item] | None:
-        """A CloudTrail log file cut at its record heads (``record_split.log_file_hits``): only the
-        records holding a target name are parsed, the rest counted. None, and the caller splits
-        the file with the parser, when the layout is not proved or a hit record does not parse as
-        one whole object: the full split then gives each record its exact outcome (a letter)."""
-        assert self.prefilter is not None
-        cut = log_file_hits(doc, self.prefilter, positions)
+        """Only the hit records of a log file cut at its heads (``log_file_hits``); None when the cut does not
+        apply or a hit does not parse as one object: the parser's split then gives each record its outcome."""
+        cut = log_file_hits(doc, self.prefilter, positions) if self.prefilter is not None else None
         if cut is None:
             return None
         count, hits = cut
@@ -372,14 +367,6 @@ class Decoder:
         if count > len(hits):
             items.append(Skipped(count - len(hits)))
         return items
-
-    @staticmethod
-    def _record_by_record(raws: list[msgspec.Raw], prefilter: NameScan) -> Iterator[tuple[int, bool]]:
-        for index, raw in enumerate(raws):
-            if prefilter.search(raw) is not None:
-                yield index, True
-            elif not _is_terminal(raw):
-                yield index, False
 
     def _cwl(self, message_type: str, events: list[msgspec.Raw], origin: str, level: int, doc: Buffer) -> Iterator[Item]:
         """A CloudWatch Logs payload: each log event's message is one record as text, never an
@@ -603,16 +590,6 @@ class Decoder:
             # Throttling, 5xx, connection trouble: the message must come back later, not be dead-lettered.
             raise SourceError(f"reading s3://{bucket}/{key} failed, will retry: {exc}", record_id=where) from exc
         yield from self._bytes(data, where, level + 1)
-
-
-def _is_terminal(data: Any) -> bool:
-    """``_TERMINAL_HEAD``, with the compact forms AWS writes tested first by plain byte compares."""
-    head = data if isinstance(data, (bytes, bytearray)) else bytes(memoryview(data)[:200])
-    if head.startswith(CLOUDTRAIL_RECORD_HEAD):
-        return True
-    if head.startswith(_EVENTBRIDGE_HEAD) and head.find(_EVENTBRIDGE_CLOUDTRAIL, 0, 200) > 0:
-        return True
-    return _TERMINAL_HEAD.match(head) is not None
 
 
 def _reading(body: Any, where: str) -> Iterator[bytes]:

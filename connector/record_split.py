@@ -120,11 +120,8 @@ def cwl_hits(doc: bytes | bytearray, pattern: NameScan) -> tuple[str, int, list[
     return message_type, len(heads), hits
 
 
-#: The marks of a log file's layout, in one scan: a record boundary as CloudTrail writes it, the
-#: first record after the array's opening, a record head anywhere else, and any ``[`` byte.
-_LAYOUT_MARKS = (b"}," + CLOUDTRAIL_RECORD_HEAD, b"[" + CLOUDTRAIL_RECORD_HEAD, CLOUDTRAIL_RECORD_HEAD, b"[")
-_CUT, _FIRST, _OTHER_HEAD, _BRACKET = range(4)
-_KIND = operator.itemgetter(0)
+#: Where one record ends and the next begins in a log file CloudTrail wrote.
+RECORD_CUT = b"}," + CLOUDTRAIL_RECORD_HEAD
 _RAW_VALUE = msgspec.json.Decoder(msgspec.Raw)
 #: When more than one record in this many holds a ``[`` byte, checking them one by one costs more
 #: than the one parser pass over the whole file that the caller falls back to.
@@ -133,57 +130,49 @@ VERIFY_SHARE = 4
 
 def log_file_hits(doc: bytes | bytearray, pattern: NameScan, positions: list[int]) -> tuple[int, list[tuple[int, bytes]]] | None:
     """``(record count, [(index, record bytes)])`` of a CloudTrail log file as CloudTrail writes it
-    (``{"Records":[`` + records that each open with ``{"eventVersion":"1.``, separated by single
-    commas, + ``]}``), with only the records in which a target name was found (``positions``) cut
-    out; None when the layout is not proved (the caller then splits with the parser).
+    (``{"Records":[{"eventVersion":"1.`` ... ``]}``), with only the records in which a target name
+    was found (``positions``) cut out; None when the cut is not proved (the caller then splits
+    with the parser).
 
-    No parser pass over the whole file: the records are cut at their heads. A head ``{"eventVersion"``
-    is structure (a quote inside a string is escaped), but it may open an object nested in a record
-    (a look-alike in a failed call's request parameters), so the cut is taken only when no head is
-    nested, proved thus. Every head but the first must follow ``},`` (else None), so a nested head
-    is an array element. Take the first nested head: the head before it is a record's, and the span
-    between the two holds the ``[`` of the nested head's array and is not one whole object. So it
-    is enough that every span holding a ``[`` byte parses as one whole value (checked here, except
-    the hit spans, which the caller parses whole, and falls back if one does not); most records
-    hold no ``[`` at all. Whatever else a span holds is never parsed: a non-CloudTrail entry
-    there could be hidden (as ``select_records`` says), never taken for a record.
+    No parser pass over the whole file: records are cut at each ``},{"eventVersion":"1.`` (one
+    marker scan). That is structure (a quote inside a string is escaped) but may sit in a record,
+    between look-alikes in an array of its request parameters, so the cut is taken only when no
+    cut can be nested, proved thus. Take the first nested cut: the record before it starts at a
+    true record head, and the span between the two holds the ``[`` of the look-alike's array (it
+    follows ``},``: an array element) and is not one whole value. So it is enough that every span
+    holding a ``[`` byte parses as one whole value: checked here, except for the hit spans, which
+    the caller parses whole (and falls back if one does not). Most records hold no ``[`` at all.
+    A span is otherwise never parsed: a non-CloudTrail entry in it could be hidden (as
+    ``select_records`` says), never taken for a record.
     """
+    first = len(COMPACT_HEAD)
     if not doc.startswith(COMPACT_HEAD + CLOUDTRAIL_RECORD_HEAD) or not doc.endswith(b"]}"):
         return None
-    marks = pattern.marker_scan(*_LAYOUT_MARKS)(doc)
-    kinds = list(map(_KIND, marks))
-    if not marks or marks[0][:2] != (_FIRST, len(COMPACT_HEAD) - 1) or kinds.count(_FIRST) != 1 or kinds.count(_OTHER_HEAD):
-        return None
-    heads = marks
-    brackets = kinds.count(_BRACKET)
-    if brackets:
-        heads = [mark for mark in marks if mark[0] != _BRACKET]
-    count = len(heads)
-    head_size = len(CLOUDTRAIL_RECORD_HEAD)
+    cuts = pattern.marker_scan(RECORD_CUT)(doc)  # (0, start, end): record k + 1 starts at start + 2
+    count = len(cuts) + 1
 
     def span(index: int) -> tuple[int, int]:
-        # A record runs from its head to the ``}`` before the next boundary (or before ``]}``).
-        end = heads[index + 1][1] + 1 if index + 1 < count else len(doc) - 2
-        return heads[index][2] - head_size, end
+        return (cuts[index - 1][1] + 2 if index else first), (cuts[index][1] + 1 if index < len(cuts) else len(doc) - 2)
 
     hits: list[int] = []
     for position in positions:
-        index = bisect.bisect_right(heads, position, key=_START) - 1
-        if index < 0:
-            return None
+        index = bisect.bisect_right(cuts, position, key=_START)
         if not hits or hits[-1] != index:
             hits.append(index)
     view = memoryview(doc)
-    if brackets:
-        with_brackets = {bisect.bisect_right(heads, mark[1], key=_START) - 1 for mark in marks if mark[0] == _BRACKET}
+    at = doc.find(b"[", first)
+    with_brackets: list[int] = []
+    while at >= 0:  # one search per span holding a ``[``: the next starts after that span
+        index = bisect.bisect_right(cuts, at, key=_START)
+        with_brackets.append(index)
         if len(with_brackets) * VERIFY_SHARE > count:
             return None
-        for index in with_brackets.difference(hits):
-            start, end = span(index)
-            try:
-                _RAW_VALUE.decode(view[start:end])
-            except _ERRORS:
-                return None
+        at = doc.find(b"[", span(index)[1])
+    for index in set(with_brackets).difference(hits):
+        try:
+            _RAW_VALUE.decode(view[slice(*span(index))])
+        except _ERRORS:
+            return None
     return count, [(index, bytes(view[slice(*span(index))])) for index in hits]
 
 

@@ -30,9 +30,9 @@ from connector.inflate import GZIP_MAGIC, gunzip, inflate
 from connector.record_split import (
     CLOUDTRAIL_RECORD_HEAD,
     COMPACT_HEAD,
-    CWL_EVENTS_KEY,
     CWL_HEAD,
     LOG_FILE_HEAD,
+    cwl_chosen,
     cwl_events,
     cwl_hits,
     json_depth_exceeds,
@@ -49,6 +49,7 @@ from connector.terminal import (
     EVENTBRIDGE_HEAD,
     EVENTBRIDGE_ID,
     is_terminal,
+    looks_like_lines,
     may_hide,
     record_by_record,
 )
@@ -110,12 +111,6 @@ def _dig(value: Any, *keys: str) -> Any:
     return value
 
 
-def _looks_like_lines(data: Buffer) -> bool:
-    """JSON Lines, not one pretty-printed document: the first line is a whole object."""
-    first = data.split(b"\n", 1)[0].strip()
-    return b"\n" in data and len(first) > 1 and first[:1] + first[-1:] in (b"{}", b"[]")
-
-
 @dataclass(frozen=True, slots=True)
 class DecodedRecord:
     record: Mapping[str, Any]
@@ -165,22 +160,33 @@ class Decoder:
     # -- entry --------------------------------------------------------------------------
     def decode(self, body: bytes, *, origin: str) -> Iterable[Item]:
         # The common case first, with nothing else done: one CloudTrail record (or EventBridge
-        # event) that is not a target costs one regex pass (and no generator).
+        # event) that is not a target costs one name scan (and no generator); one that holds a
+        # name is parsed straight away.
         occurs = self._occurs
-        if (
-            occurs is not None
-            and body.endswith(b"}")
-            # the two compact heads AWS writes by plain byte compares, inline: this runs per message
-            and (
+        if occurs is not None and body.endswith(b"}"):
+            # the compact heads AWS writes by plain byte compares, inline: this runs per message
+            compact = (
                 body.startswith(CLOUDTRAIL_RECORD_HEAD)
                 or (body.startswith(EVENTBRIDGE_ID) and body.startswith(EVENTBRIDGE_AFTER_ID, EVENTBRIDGE_AFTER_AT))
                 or (body.startswith(EVENTBRIDGE_HEAD) and body.find(EVENTBRIDGE_CLOUDTRAIL, 0, 200) > 0)
-                or is_terminal(body)
             )
-            and not occurs(body)
-        ):
-            return _SKIPPED_ONE_ONLY
+            if compact or is_terminal(body):
+                if not occurs(body):
+                    return _SKIPPED_ONE_ONLY
+                if compact:
+                    return self._record_body(body, origin, 0)
         return self._bytes(body, origin, 0)
+
+    def _record_body(self, data: Buffer, origin: str, level: int) -> Iterable[Item]:
+        """A compact CloudTrail record or EventBridge event holding a target name, parsed without
+        ``_bytes``' container tests (none applies to these heads); ``_bytes`` takes anything unusual
+        (too deep, not ASCII, not parsed), so every outcome stays its own."""
+        if level > self.limits.max_nesting or not data.isascii():
+            return self._bytes(data, origin, level)
+        parsed = self._parse(data, origin)
+        if isinstance(parsed, DecodeFailure):
+            return self._bytes(data, origin, level)
+        return self._value(parsed, origin, level + 1)
 
     def decode_stream(self, chunks: Iterable[Buffer], *, origin: str) -> Iterator[Item]:
         """Like ``decode`` for a body too large to hold: gzip is inflated and log files are split as
@@ -297,7 +303,7 @@ class Decoder:
             try:
                 stripped.decode("utf-8")
             except UnicodeDecodeError as exc:
-                if _looks_like_lines(stripped):  # JSON Lines: only the bad line is lost
+                if looks_like_lines(stripped):  # JSON Lines: only the bad line is lost
                     yield from self._lines(stripped, origin, level)
                     return
                 yield self._fail(DecodeError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", record_id=origin), data, origin)
@@ -307,7 +313,7 @@ class Decoder:
             return
         parsed = self._parse(stripped, origin)
         if isinstance(parsed, DecodeFailure):
-            if _looks_like_lines(stripped):  # JSON Lines: each line on its own, one bad line costs one record
+            if looks_like_lines(stripped):  # JSON Lines: each line on its own, one bad line costs one record
                 yield from self._lines(stripped, origin, level)
                 return
             yield parsed
@@ -373,17 +379,7 @@ class Decoder:
         envelope, so the name test alone decides which events are parsed."""
         if message_type == "CONTROL_MESSAGE":
             return
-        prefilter = self.prefilter
-        chosen: Iterable[int]
-        if prefilter is None:
-            chosen = range(len(events))
-        else:
-            start = doc.find(CWL_EVENTS_KEY)
-            known = select_records(doc, start + len(CWL_EVENTS_KEY), 2, events, prefilter) if start > 0 and doc.endswith(b"]}") else None
-            if known is not None:
-                chosen = [index for index, _ in known]
-            else:
-                chosen = [i for i, raw in enumerate(events) if prefilter.search(raw) is not None]
+        chosen = range(len(events)) if self.prefilter is None else cwl_chosen(doc, events, self.prefilter)
         parsed_count = 0
         for index in chosen:
             parsed_count += 1
@@ -437,6 +433,9 @@ class Decoder:
         data = text.encode("utf-8", "surrogatepass")
         if len(data) > self.limits.max_record_bytes:
             yield self._fail(LimitExceeded(f"part is {len(data)} bytes > {self.limits.max_record_bytes}", record_id=origin), data, origin)
+            return
+        if self._occurs is not None and data.startswith(CLOUDTRAIL_RECORD_HEAD) and data.endswith(b"}"):  # a record as text
+            yield from self._record_body(data, origin, level) if self._occurs(data) else _SKIPPED_ONE_ONLY
             return
         yield from self._bytes(data, origin, level)
 

@@ -219,6 +219,16 @@ def select_records(
     return selected
 
 
+def cwl_chosen(doc: bytes | bytearray, events: Sequence[msgspec.Raw], pattern: NameScan) -> list[int]:
+    """The indexes of the log events of a parsed CloudWatch Logs payload in which ``pattern``
+    occurs: one scan of the whole payload when its layout is compact, else event by event."""
+    start = doc.find(CWL_EVENTS_KEY)
+    known = select_records(doc, start + len(CWL_EVENTS_KEY), 2, events, pattern) if start > 0 and doc.endswith(b"]}") else None
+    if known is not None:
+        return [index for index, _ in known]
+    return [index for index, raw in enumerate(events) if pattern.search(raw) is not None]
+
+
 def stream_log_file(
     pieces: Iterable[bytes | bytearray], *, window: int, max_record_bytes: int, origin: str, prefix: bytes = b""
 ) -> Iterator[tuple[bytes, list[msgspec.Raw]]]:

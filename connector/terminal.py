@@ -54,3 +54,9 @@ def record_by_record(raws: Sequence[Any], prefilter: NameScan) -> Iterator[tuple
             yield index, True
         elif not is_terminal(raw):
             yield index, False
+
+
+def looks_like_lines(data: bytes | bytearray) -> bool:
+    """JSON Lines, not one pretty-printed document: the first line is a whole object."""
+    first = data.split(b"\n", 1)[0].strip()
+    return b"\n" in data and len(first) > 1 and first[:1] + first[-1:] in (b"{}", b"[]")

@@ -126,6 +126,9 @@ _RAW_VALUE = msgspec.json.Decoder(msgspec.Raw)
 #: When more than one record in this many holds a ``[`` byte, checking them one by one costs more
 #: than the one parser pass over the whole file that the caller falls back to.
 VERIFY_SHARE = 4
+#: The head of a file in which ``[`` bytes are counted first, to leave files with arrays in many
+#: records (one or more in most real records) to the parser at once, before any scan.
+PROBE_BYTES = 32 << 10
 
 
 def log_file_hits(doc: bytes | bytearray, pattern: NameScan, positions: list[int]) -> tuple[int, list[tuple[int, bytes]]] | None:
@@ -148,6 +151,8 @@ def log_file_hits(doc: bytes | bytearray, pattern: NameScan, positions: list[int
     first = len(COMPACT_HEAD)
     if not doc.startswith(COMPACT_HEAD + CLOUDTRAIL_RECORD_HEAD) or not doc.endswith(b"]}"):
         return None
+    if doc.find(b"[", first, PROBE_BYTES) >= 0 and doc.count(b"[", first, PROBE_BYTES) * 2 > doc.count(RECORD_CUT, 0, PROBE_BYTES) + 1:
+        return None  # arrays in many records (as in most real trails): the parser's one pass costs less
     cuts = pattern.marker_scan(RECORD_CUT)(doc)  # (0, start, end): record k + 1 starts at start + 2
     count = len(cuts) + 1
 

@@ -9,6 +9,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connector.config import LimitSettings
 from connector.envelopes import DecodedRecord, DecodeFailure, Decoder, Skipped
@@ -307,3 +309,31 @@ def test_the_name_scan_agrees_with_the_regular_expression_it_stands_for(monkeypa
     sample = compact({"Records": honest(30)}) + b'[{"eventVersion":"1.x{"eventVersion":"1.'
     assert fast.marker_scan(*layout)(sample) == slow.marker_scan(*layout)(sample)
     assert {kind for kind, _, _ in fast.marker_scan(*layout)(sample)} == {0, 1, 2, 3}
+
+
+KINDS = ("target", "noise", "arrays", *forged_variants())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=40), gzipped=st.booleans())
+def test_any_mix_of_records_decodes_to_what_the_parser_finds(kinds: list[str], gzipped: bool) -> None:
+    # Targets, noise, records with arrays and every look-alike shape, in any order: the head cut
+    # (or its fall-back) finds exactly the targets the parser's full split finds, counts the rest.
+    records = []
+    for i, kind in enumerate(kinds):
+        if kind == "target":
+            records.append(make_record(EVENTS[i % len(EVENTS)], event_id=f"target-{i}"))
+        elif kind == "noise":
+            records.append(noise(i))
+        elif kind == "arrays":
+            records.append(with_arrays(i))
+        else:
+            records.append(forged_variants()[kind])
+    doc = compact({"Records": records})
+    body = gzip.compress(doc) if gzipped else doc
+    fast = found(list(Decoder(LimitSettings(), prefilter=SELECTOR.pattern).decode(body, origin="t")))
+    full = found(list(Decoder(LimitSettings()).decode(body, origin="t")))
+    expected = sorted(f"target-{i}" for i, kind in enumerate(kinds) if kind == "target")
+    assert fast[0] == full[0] == expected
+    assert not fast[2] and not full[2]
+    assert fast[1] == len(records) - len(expected)

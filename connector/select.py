@@ -37,7 +37,7 @@ class NameScan:
         #: The same search as a regular expression (for callers that want a ``re.Pattern``).
         self.regex = re.compile(b"|".join(re.escape(word) for word in words))
         self._words = words
-        self._scans: dict[tuple[bytes, ...], Callable[[Any], list[tuple[int, int, int]]]] = {}
+        self._scans: dict[bytes, Callable[[Any], list[tuple[int, int, int]]]] = {}
         self._matches: Any = None
         #: ``occurs(data)``: a true value if a literal occurs in ``data``, a false one if none does.
         #: The raw search, for the per-message test that cannot afford a Python frame around it.
@@ -46,21 +46,17 @@ class NameScan:
             automaton = ahocorasick_rs.BytesAhoCorasick(words, matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_FIRST)
             self._matches = self.occurs = automaton.find_matches_as_indexes
 
-    def marker_scan(self, *markers: bytes) -> Callable[[Any], list[tuple[int, int, int]]]:
-        """A search for ``markers`` alone: ``(index in markers, start, end)`` for each occurrence,
-        leftmost-first (at one offset the marker given first wins), non-overlapping. A container's
-        record heads and layout marks, found without a Python object per byte beyond the tuple."""
-        if not markers or not all(markers):
-            raise ValueError("a marker scan needs non-empty markers")
-        scan = self._scans.get(markers)
+    def marker_scan(self, marker: bytes) -> Callable[[Any], list[tuple[int, int, int]]]:
+        """A search for ``marker`` alone: ``(0, start, end)`` for each occurrence (a container's
+        record heads, counted without a Python object per head beyond the tuple)."""
+        scan = self._scans.get(marker)
         if scan is None:
             if ahocorasick_rs is not None:
-                automaton = ahocorasick_rs.BytesAhoCorasick(list(markers), matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_FIRST)
-                scan = automaton.find_matches_as_indexes
+                scan = ahocorasick_rs.BytesAhoCorasick([marker]).find_matches_as_indexes
             else:
-                regex = re.compile(b"|".join(b"(" + re.escape(marker) + b")" for marker in markers))
-                scan = lambda view: [(m.lastindex - 1, m.start(), m.end()) for m in regex.finditer(view)]  # type: ignore[operator]  # noqa: E731
-            self._scans[markers] = scan
+                regex = re.compile(re.escape(marker))
+                scan = lambda view: [(0, m.start(), m.end()) for m in regex.finditer(view)]  # noqa: E731
+            self._scans[marker] = scan
         return scan
 
     def search(self, data: Any) -> object | None:

@@ -302,13 +302,10 @@ def test_the_name_scan_agrees_with_the_regular_expression_it_stands_for(monkeypa
     assert fast.positions(data) == slow.positions(data) == [m.start() for m in fast.regex.finditer(data)]
     assert fast.positions(data, 7) == slow.positions(data, 7)
     assert (fast.search(b"GetObject") is None) and (slow.search(b"GetObject") is None) and fast.search(data)
+    assert fast.occurs(data) and slow.occurs(data) and not fast.occurs(b"GetObject") and not slow.occurs(b"GetObject")
     head = b'{"eventVersion":"1.'
     assert [m[1] for m in fast.marker_scan(head)(data)] == [m[1] for m in slow.marker_scan(head)(data)]
     assert len(fast.marker_scan(head)(data)) == data.count(head)
-    layout = (b"}," + head, b"[" + head, head, b"[")  # leftmost-first: at one offset the first given wins
-    sample = compact({"Records": honest(30)}) + b'[{"eventVersion":"1.x{"eventVersion":"1.'
-    assert fast.marker_scan(*layout)(sample) == slow.marker_scan(*layout)(sample)
-    assert {kind for kind, _, _ in fast.marker_scan(*layout)(sample)} == {0, 1, 2, 3}
 
 
 KINDS = ("target", "noise", "arrays", *forged_variants())

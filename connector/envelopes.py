@@ -178,14 +178,15 @@ class Decoder:
         return self._bytes(body, origin, 0)
 
     def _record_body(self, data: Buffer, origin: str, level: int) -> Iterable[Item]:
-        """A compact CloudTrail record or EventBridge event holding a target name, parsed without
-        ``_bytes``' container tests (none applies to these heads); ``_bytes`` takes anything unusual
-        (too deep, not ASCII, not parsed), so every outcome stays its own."""
+        """A compact record or EventBridge event holding a target name, parsed without ``_bytes``' container
+        tests (none applies to these heads); anything unusual (too deep, not ASCII, not parsed) takes ``_bytes``."""
         if level > self.limits.max_nesting or not data.isascii():
             return self._bytes(data, origin, level)
         parsed = self._parse(data, origin)
         if isinstance(parsed, DecodeFailure):
             return self._bytes(data, origin, level)
+        if isinstance(parsed, dict) and "eventName" in parsed and ("eventSource" in parsed or "eventVersion" in parsed):
+            return (DecodedRecord(parsed, origin),)  # what ``_object`` makes of a record, without two generators
         return self._value(parsed, origin, level + 1)
 
     def decode_stream(self, chunks: Iterable[Buffer], *, origin: str) -> Iterator[Item]:

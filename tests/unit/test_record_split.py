@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -236,6 +237,21 @@ def test_inflation_handles_members_split_across_chunks_and_ignores_trailing_garb
         assert b"".join(inflate(chunks(data, size), limit=1 << 30, ratio=0, origin="t")) == first + second
     with pytest.raises(DecodeError, match="truncated"):
         b"".join(inflate(chunks(gzip.compress(first)[:-9], 100), limit=1 << 30, ratio=0, origin="t"))
+
+
+def test_a_member_head_split_across_input_steps_of_one_large_chunk_is_joined() -> None:
+    # One chunk of several input steps, a member boundary one byte before a step's end: the magic
+    # bytes of the next member arrive in two steps. (Random bytes are stored, not compressed, so
+    # a member's length is its data's plus a fixed overhead.)
+    rng = random.Random(3)
+    probe = rng.randbytes(INPUT_STEP - 100)
+    overhead = len(gzip.compress(probe, mtime=0)) - len(probe)
+    first = rng.randbytes(INPUT_STEP - 1 - overhead)
+    head = gzip.compress(first, mtime=0)
+    assert len(head) == INPUT_STEP - 1
+    second = b"x" * (3 * INPUT_STEP)
+    data = head + gzip.compress(second)
+    assert b"".join(inflate([data], limit=1 << 30, ratio=0, origin="t")) == first + second
 
 
 def test_one_call_gunzip_keeps_members_garbage_truncation_and_its_exact_limit() -> None:

@@ -265,7 +265,7 @@ def stream_log_file(
             tail = _TAIL.search(buffer)
             if tail is None:
                 raise DecodeError("truncated log file (no closing ']}')", record_id=origin)
-            body = b"[" + bytes(buffer[: tail.start()]) + b"]"
+            body = _bracketed(buffer, tail.start())
             try:
                 raws = _RAWS.decode(body)
             except _ERRORS as exc:
@@ -290,6 +290,13 @@ def stream_log_file(
             del buffer[:1]
 
 
+def _bracketed(buffer: bytearray, end: int) -> bytes:
+    """``[`` + ``buffer[:end]`` + ``]`` in one copy (slicing, ``bytes()`` and ``+`` made three of a
+    window); the view is released at once, so the buffer can grow and shrink again."""
+    with memoryview(buffer) as view:
+        return b"".join((b"[", view[:end], b"]"))
+
+
 def _cut(buffer: bytearray) -> tuple[bytes, list[msgspec.Raw]] | None:
     """The longest prefix of ``buffer`` ending at a top-level record boundary, as a parsed array."""
     for candidate in _CANDIDATES:  # how CloudTrail starts a record first, then any object boundary
@@ -298,7 +305,7 @@ def _cut(buffer: bytearray) -> tuple[bytes, list[msgspec.Raw]] | None:
             at = buffer.rfind(candidate, 0, end)
             if at < 0:
                 break
-            body = b"[" + bytes(buffer[: at + 1]) + b"]"
+            body = _bracketed(buffer, at + 1)
             try:
                 return body, _RAWS.decode(body)
             except _ERRORS:

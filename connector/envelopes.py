@@ -30,17 +30,29 @@ from connector.inflate import GZIP_MAGIC, gunzip, inflate
 from connector.record_split import (
     CLOUDTRAIL_RECORD_HEAD,
     COMPACT_HEAD,
-    CWL_EVENTS_KEY,
     CWL_HEAD,
     LOG_FILE_HEAD,
+    cwl_chosen,
     cwl_events,
     cwl_hits,
     json_depth_exceeds,
+    log_file_hits,
     log_file_records,
     select_records,
     stream_log_file,
 )
 from connector.select import NameScan
+from connector.terminal import (
+    EVENTBRIDGE_AFTER_AT,
+    EVENTBRIDGE_AFTER_ID,
+    EVENTBRIDGE_CLOUDTRAIL,
+    EVENTBRIDGE_HEAD,
+    EVENTBRIDGE_ID,
+    is_terminal,
+    looks_like_lines,
+    may_hide,
+    record_by_record,
+)
 from connector.trust import S3Trust, location_problem
 
 __all__ = ["Buffer", "DecodeFailure", "DecodedRecord", "Decoder", "Item", "Skipped", "gunzip", "json_depth_exceeds"]
@@ -71,16 +83,7 @@ def _loads(data: Buffer) -> Any:
 #: S3 errors that a retry cannot fix: the message is dead-lettered with the reason.
 PERMANENT_S3_ERRORS = frozenset({"NoSuchKey", "NoSuchBucket", "AccessDenied", "InvalidObjectState", "404", "403"})
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/\r\n]+={0,2}\s*$")
-#: Markers of envelopes whose records may not be in the bytes themselves (S3 references, base64
-#: strings), also JSON-escaped inside another envelope's string. Not ``detail``: an EventBridge
-#: CloudTrail event carries its record as plain JSON, and every EventBridge body has one.
-_INDIRECT = re.compile(rb'\\?"(?:s3|s3Bucket|s3ObjectKey|data|awslogs|kinesis|Message|Messages|body|Body|Sns|records)\\?"|Object Created')
-#: Bodies that are one CloudTrail record (versions 1.x) or an EventBridge CloudTrail event: whatever
-#: they contain is the record itself, never a further envelope, so the name test alone decides.
-_TERMINAL_HEAD = re.compile(rb'\{\s*"eventVersion"\s*:\s*"1\.|\{[^{}]{0,300}?"detail-type"\s*:\s*"AWS API Call via CloudTrail"')
 CLOUDTRAIL_LOG_HEAD = COMPACT_HEAD + CLOUDTRAIL_RECORD_HEAD
-_EVENTBRIDGE_CLOUDTRAIL = b'"detail-type":"AWS API Call via CloudTrail"'
-_EVENTBRIDGE_HEAD = b'{"version":"0"'
 #: Objects read from S3 above this size are inflated and split as they arrive, not read whole.
 STREAM_OVER_BYTES = 8 << 20
 STREAM_CHUNK = 1 << 20
@@ -106,12 +109,6 @@ def _dig(value: Any, *keys: str) -> Any:
             return _Malformed(".".join(keys[:depth]) or "entry")
         value = value.get(key)
     return value
-
-
-def _looks_like_lines(data: Buffer) -> bool:
-    """JSON Lines, not one pretty-printed document: the first line is a whole object."""
-    first = data.split(b"\n", 1)[0].strip()
-    return b"\n" in data and len(first) > 1 and first[:1] + first[-1:] in (b"{}", b"[]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,26 +154,40 @@ class Decoder:
         self.limits = limits
         self.s3 = s3_client
         self.prefilter = prefilter
+        self._occurs = prefilter.occurs if prefilter is not None else None
         self.s3_trust = s3_trust
 
     # -- entry --------------------------------------------------------------------------
     def decode(self, body: bytes, *, origin: str) -> Iterable[Item]:
         # The common case first, with nothing else done: one CloudTrail record (or EventBridge
-        # event) that is not a target costs one regex pass (and no generator).
-        prefilter = self.prefilter
-        if (
-            prefilter is not None
-            and body.endswith(b"}")
-            # the two compact heads AWS writes by plain byte compares, inline: this runs per message
-            and (
+        # event) that is not a target costs one name scan (and no generator); one that holds a
+        # name is parsed straight away.
+        occurs = self._occurs
+        if occurs is not None and body and body[-1] == 0x7D:  # ends with "}" (an index costs half a call)
+            # the compact heads AWS writes by plain byte compares, inline: this runs per message
+            compact = (
                 body.startswith(CLOUDTRAIL_RECORD_HEAD)
-                or (body.startswith(_EVENTBRIDGE_HEAD) and body.find(_EVENTBRIDGE_CLOUDTRAIL, 0, 200) > 0)
-                or _is_terminal(body)
+                or (body.startswith(EVENTBRIDGE_ID) and body.startswith(EVENTBRIDGE_AFTER_ID, EVENTBRIDGE_AFTER_AT))
+                or (body.startswith(EVENTBRIDGE_HEAD) and body.find(EVENTBRIDGE_CLOUDTRAIL, 0, 200) > 0)
             )
-            and prefilter.search(body) is None
-        ):
-            return _SKIPPED_ONE_ONLY
+            if compact or is_terminal(body):
+                if not occurs(body):
+                    return _SKIPPED_ONE_ONLY
+                if compact:
+                    return self._record_body(body, origin, 0)
         return self._bytes(body, origin, 0)
+
+    def _record_body(self, data: Buffer, origin: str, level: int) -> Iterable[Item]:
+        """A compact record or EventBridge event holding a target name, parsed without ``_bytes``' container
+        tests (none applies to these heads); anything unusual (too deep, not ASCII, not parsed) takes ``_bytes``."""
+        if level > self.limits.max_nesting or not data.isascii():
+            return self._bytes(data, origin, level)
+        parsed = self._parse(data, origin)
+        if isinstance(parsed, DecodeFailure):
+            return self._bytes(data, origin, level)
+        if isinstance(parsed, dict) and "eventName" in parsed and ("eventSource" in parsed or "eventVersion" in parsed):
+            return (DecodedRecord(parsed, origin),)  # what ``_object`` makes of a record, without two generators
+        return self._value(parsed, origin, level + 1)
 
     def decode_stream(self, chunks: Iterable[Buffer], *, origin: str) -> Iterator[Item]:
         """Like ``decode`` for a body too large to hold: gzip is inflated and log files are split as
@@ -250,13 +261,17 @@ class Decoder:
                 if self.prefilter is not None and stripped.startswith(CLOUDTRAIL_LOG_HEAD):
                     # The one scan of the file: the record heads and the target names together.
                     positions = self.prefilter.positions(stripped)
-                    heads = len(self.prefilter.marker_scan(CLOUDTRAIL_RECORD_HEAD)(stripped))
                     if not positions:
                         # A CloudTrail log file without a target name anywhere: nothing in it can be a
                         # target (its records are never envelopes), so it is not even split; the
                         # records are counted by their heads.
-                        yield Skipped(heads)
+                        yield Skipped(len(self.prefilter.marker_scan(CLOUDTRAIL_RECORD_HEAD)(stripped)))
                         return
+                    cut = self._log_file_hits(stripped, origin, level, positions)
+                    if cut is not None:
+                        yield from cut
+                        return
+                    heads = len(self.prefilter.marker_scan(CLOUDTRAIL_RECORD_HEAD)(stripped))
                 raws = log_file_records(stripped)
                 if raws is not None:
                     compact = stripped.startswith(COMPACT_HEAD) and stripped.endswith(b"]}")
@@ -281,7 +296,7 @@ class Decoder:
             self.prefilter is not None
             and stripped[:1] + stripped[-1:] in (b"{}", b"[]")  # looks whole: garbage still gets its error
             and self.prefilter.search(stripped) is None
-            and not self._may_hide(stripped)
+            and not may_hide(stripped)
         ):
             yield SKIPPED_ONE  # no target event name and nothing that could hide one: not ours
             return
@@ -289,7 +304,7 @@ class Decoder:
             try:
                 stripped.decode("utf-8")
             except UnicodeDecodeError as exc:
-                if _looks_like_lines(stripped):  # JSON Lines: only the bad line is lost
+                if looks_like_lines(stripped):  # JSON Lines: only the bad line is lost
                     yield from self._lines(stripped, origin, level)
                     return
                 yield self._fail(DecodeError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", record_id=origin), data, origin)
@@ -299,17 +314,12 @@ class Decoder:
             return
         parsed = self._parse(stripped, origin)
         if isinstance(parsed, DecodeFailure):
-            if _looks_like_lines(stripped):  # JSON Lines: each line on its own, one bad line costs one record
+            if looks_like_lines(stripped):  # JSON Lines: each line on its own, one bad line costs one record
                 yield from self._lines(stripped, origin, level)
                 return
             yield parsed
             return
         yield from self._value(parsed, origin, level + 1)
-
-    @staticmethod
-    def _may_hide(data: Any) -> bool:
-        """Could ``data`` hold a target whose name is not in its bytes (base64, an S3 reference)?"""
-        return not _is_terminal(data) and _INDIRECT.search(data) is not None
 
     def _records(
         self,
@@ -331,11 +341,11 @@ class Decoder:
             chosen = ((index, True) for index in range(len(raws)))
         else:
             known = select_records(doc, head, tail, raws, prefilter, CLOUDTRAIL_RECORD_HEAD, positions, heads) if head >= 0 else None
-            chosen = known if known is not None else self._record_by_record(raws, prefilter)
+            chosen = known if known is not None else record_by_record(raws, prefilter)
         parsed_count = 0
         for index, hit in chosen:
             raw = raws[index]
-            if not hit and not self._may_hide(raw):
+            if not hit and not may_hide(raw):
                 continue
             parsed_count += 1
             where = f"{origin}#{first_index + index}"
@@ -347,30 +357,30 @@ class Decoder:
         if len(raws) > parsed_count:
             yield Skipped(len(raws) - parsed_count)
 
-    @staticmethod
-    def _record_by_record(raws: list[msgspec.Raw], prefilter: NameScan) -> Iterator[tuple[int, bool]]:
-        for index, raw in enumerate(raws):
-            if prefilter.search(raw) is not None:
-                yield index, True
-            elif not _is_terminal(raw):
-                yield index, False
+    def _log_file_hits(self, doc: Buffer, origin: str, level: int, positions: list[int]) -> list[Item] | None:
+        """Only the hit records of a log file cut at its heads (``log_file_hits``); None when the cut does not
+        apply or a hit does not parse as one object: the parser's split then gives each record its outcome."""
+        cut = log_file_hits(doc, self.prefilter, positions) if self.prefilter is not None else None
+        if cut is None:
+            return None
+        count, hits = cut
+        items: list[Item] = []
+        for index, data in hits:
+            where = f"{origin}#{index}"
+            parsed = self._parse(data, where)
+            if not isinstance(parsed, dict):
+                return None
+            items.extend(self._lambda_record(parsed, where, level))
+        if count > len(hits):
+            items.append(Skipped(count - len(hits)))
+        return items
 
     def _cwl(self, message_type: str, events: list[msgspec.Raw], origin: str, level: int, doc: Buffer) -> Iterator[Item]:
         """A CloudWatch Logs payload: each log event's message is one record as text, never an
         envelope, so the name test alone decides which events are parsed."""
         if message_type == "CONTROL_MESSAGE":
             return
-        prefilter = self.prefilter
-        chosen: Iterable[int]
-        if prefilter is None:
-            chosen = range(len(events))
-        else:
-            start = doc.find(CWL_EVENTS_KEY)
-            known = select_records(doc, start + len(CWL_EVENTS_KEY), 2, events, prefilter) if start > 0 and doc.endswith(b"]}") else None
-            if known is not None:
-                chosen = [index for index, _ in known]
-            else:
-                chosen = [i for i, raw in enumerate(events) if prefilter.search(raw) is not None]
+        chosen = range(len(events)) if self.prefilter is None else cwl_chosen(doc, events, self.prefilter)
         parsed_count = 0
         for index in chosen:
             parsed_count += 1
@@ -424,6 +434,9 @@ class Decoder:
         data = text.encode("utf-8", "surrogatepass")
         if len(data) > self.limits.max_record_bytes:
             yield self._fail(LimitExceeded(f"part is {len(data)} bytes > {self.limits.max_record_bytes}", record_id=origin), data, origin)
+            return
+        if self._occurs is not None and data.startswith(CLOUDTRAIL_RECORD_HEAD) and data.endswith(b"}"):  # a record as text
+            yield from self._record_body(data, origin, level) if self._occurs(data) else _SKIPPED_ONE_ONLY
             return
         yield from self._bytes(data, origin, level)
 
@@ -577,16 +590,6 @@ class Decoder:
             # Throttling, 5xx, connection trouble: the message must come back later, not be dead-lettered.
             raise SourceError(f"reading s3://{bucket}/{key} failed, will retry: {exc}", record_id=where) from exc
         yield from self._bytes(data, where, level + 1)
-
-
-def _is_terminal(data: Any) -> bool:
-    """``_TERMINAL_HEAD``, with the compact forms AWS writes tested first by plain byte compares."""
-    head = data if isinstance(data, (bytes, bytearray)) else bytes(memoryview(data)[:200])
-    if head.startswith(CLOUDTRAIL_RECORD_HEAD):
-        return True
-    if head.startswith(_EVENTBRIDGE_HEAD) and head.find(_EVENTBRIDGE_CLOUDTRAIL, 0, 200) > 0:
-        return True
-    return _TERMINAL_HEAD.match(head) is not None
 
 
 def _reading(body: Any, where: str) -> Iterator[bytes]:

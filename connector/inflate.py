@@ -41,10 +41,13 @@ OUTPUT_STEP = 1 << 20
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 
 
-def _steps(data: bytes | bytearray | memoryview) -> Iterator[memoryview]:
-    view = memoryview(data)
-    for start in range(0, len(view), INPUT_STEP):
-        yield view[start : start + INPUT_STEP]
+def _steps(chunks: Iterable[Any]) -> Iterator[memoryview]:
+    """Each chunk as views of at most ``INPUT_STEP`` bytes: the unconsumed input that the inflater
+    hands back (a copy) after each output step is then at most a step, never the rest of a chunk."""
+    for chunk in chunks:
+        view = memoryview(chunk)
+        for start in range(0, len(view), INPUT_STEP):
+            yield view[start : start + INPUT_STEP]
 
 
 def inflate(chunks: Iterable[Any], *, limit: int, ratio: int, origin: str) -> Iterator[bytes]:
@@ -57,7 +60,7 @@ def inflate(chunks: Iterable[Any], *, limit: int, ratio: int, origin: str) -> It
     inflater: Any = None
     read = produced = 0
     carry = b""
-    for chunk in chunks:
+    for chunk in _steps(chunks):
         read += len(chunk)
         data: Any = carry + bytes(chunk) if carry else chunk
         carry = b""

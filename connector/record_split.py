@@ -120,6 +120,67 @@ def cwl_hits(doc: bytes | bytearray, pattern: NameScan) -> tuple[str, int, list[
     return message_type, len(heads), hits
 
 
+#: Where one record ends and the next begins in a log file CloudTrail wrote.
+RECORD_CUT = b"}," + CLOUDTRAIL_RECORD_HEAD
+_RAW_VALUE = msgspec.json.Decoder(msgspec.Raw)
+#: When more than one record in this many holds a ``[`` byte, checking them one by one costs more
+#: than the one parser pass over the whole file that the caller falls back to.
+VERIFY_SHARE = 4
+#: The head of a file in which ``[`` bytes are counted first, to leave files with arrays in many
+#: records (one or more in most real records) to the parser at once, before any scan.
+PROBE_BYTES = 32 << 10
+
+
+def log_file_hits(doc: bytes | bytearray, pattern: NameScan, positions: list[int]) -> tuple[int, list[tuple[int, bytes]]] | None:
+    """``(record count, [(index, record bytes)])`` of a CloudTrail log file as CloudTrail writes it
+    (``{"Records":[{"eventVersion":"1.`` ... ``]}``), with only the records in which a target name
+    was found (``positions``) cut out; None when the cut is not proved (the caller then splits
+    with the parser).
+
+    No parser pass over the whole file: records are cut at each ``},{"eventVersion":"1.`` (one
+    marker scan). That is structure (a quote inside a string is escaped) but may sit in a record,
+    between look-alikes in an array of its request parameters, so the cut is taken only when no
+    cut can be nested, proved thus. Take the first nested cut: the record before it starts at a
+    true record head, and the span between the two holds the ``[`` of the look-alike's array (it
+    follows ``},``: an array element) and is not one whole value. So it is enough that every span
+    holding a ``[`` byte parses as one whole value: checked here, except for the hit spans, which
+    the caller parses whole (and falls back if one does not). Most records hold no ``[`` at all.
+    A span is otherwise never parsed: a non-CloudTrail entry in it could be hidden (as
+    ``select_records`` says), never taken for a record.
+    """
+    first = len(COMPACT_HEAD)
+    if not doc.startswith(COMPACT_HEAD + CLOUDTRAIL_RECORD_HEAD) or not doc.endswith(b"]}"):
+        return None
+    if doc.find(b"[", first, PROBE_BYTES) >= 0 and doc.count(b"[", first, PROBE_BYTES) * 2 > doc.count(RECORD_CUT, 0, PROBE_BYTES) + 1:
+        return None  # arrays in many records (as in most real trails): the parser's one pass costs less
+    cuts = pattern.marker_scan(RECORD_CUT)(doc)  # (0, start, end): record k + 1 starts at start + 2
+    count = len(cuts) + 1
+
+    def span(index: int) -> tuple[int, int]:
+        return (cuts[index - 1][1] + 2 if index else first), (cuts[index][1] + 1 if index < len(cuts) else len(doc) - 2)
+
+    hits: list[int] = []
+    for position in positions:
+        index = bisect.bisect_right(cuts, position, key=_START)
+        if not hits or hits[-1] != index:
+            hits.append(index)
+    view = memoryview(doc)
+    at = doc.find(b"[", first)
+    with_brackets: list[int] = []
+    while at >= 0:  # one search per span holding a ``[``: the next starts after that span
+        index = bisect.bisect_right(cuts, at, key=_START)
+        with_brackets.append(index)
+        if len(with_brackets) * VERIFY_SHARE > count:
+            return None
+        at = doc.find(b"[", span(index)[1])
+    for index in set(with_brackets).difference(hits):
+        try:
+            _RAW_VALUE.decode(view[slice(*span(index))])
+        except _ERRORS:
+            return None
+    return count, [(index, bytes(view[slice(*span(index))])) for index in hits]
+
+
 def select_records(
     doc: bytes | bytearray,
     head: int,
@@ -163,6 +224,16 @@ def select_records(
     return selected
 
 
+def cwl_chosen(doc: bytes | bytearray, events: Sequence[msgspec.Raw], pattern: NameScan) -> list[int]:
+    """The indexes of the log events of a parsed CloudWatch Logs payload in which ``pattern``
+    occurs: one scan of the whole payload when its layout is compact, else event by event."""
+    start = doc.find(CWL_EVENTS_KEY)
+    known = select_records(doc, start + len(CWL_EVENTS_KEY), 2, events, pattern) if start > 0 and doc.endswith(b"]}") else None
+    if known is not None:
+        return [index for index, _ in known]
+    return [index for index, raw in enumerate(events) if pattern.search(raw) is not None]
+
+
 def stream_log_file(
     pieces: Iterable[bytes | bytearray], *, window: int, max_record_bytes: int, origin: str, prefix: bytes = b""
 ) -> Iterator[tuple[bytes, list[msgspec.Raw]]]:
@@ -194,7 +265,7 @@ def stream_log_file(
             tail = _TAIL.search(buffer)
             if tail is None:
                 raise DecodeError("truncated log file (no closing ']}')", record_id=origin)
-            body = b"[" + bytes(buffer[: tail.start()]) + b"]"
+            body = _bracketed(buffer, tail.start())
             try:
                 raws = _RAWS.decode(body)
             except _ERRORS as exc:
@@ -219,6 +290,13 @@ def stream_log_file(
             del buffer[:1]
 
 
+def _bracketed(buffer: bytearray, end: int) -> bytes:
+    """``[`` + ``buffer[:end]`` + ``]`` in one copy (slicing, ``bytes()`` and ``+`` made three of a
+    window); the view is released at once, so the buffer can grow and shrink again."""
+    with memoryview(buffer) as view:
+        return b"".join((b"[", view[:end], b"]"))
+
+
 def _cut(buffer: bytearray) -> tuple[bytes, list[msgspec.Raw]] | None:
     """The longest prefix of ``buffer`` ending at a top-level record boundary, as a parsed array."""
     for candidate in _CANDIDATES:  # how CloudTrail starts a record first, then any object boundary
@@ -227,7 +305,7 @@ def _cut(buffer: bytearray) -> tuple[bytes, list[msgspec.Raw]] | None:
             at = buffer.rfind(candidate, 0, end)
             if at < 0:
                 break
-            body = b"[" + bytes(buffer[: at + 1]) + b"]"
+            body = _bracketed(buffer, at + 1)
             try:
                 return body, _RAWS.decode(body)
             except _ERRORS:

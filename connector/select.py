@@ -39,9 +39,12 @@ class NameScan:
         self._words = words
         self._scans: dict[bytes, Callable[[Any], list[tuple[int, int, int]]]] = {}
         self._matches: Any = None
+        #: ``occurs(data)``: a true value if a literal occurs in ``data``, a false one if none does.
+        #: The raw search, for the per-message test that cannot afford a Python frame around it.
+        self.occurs: Callable[[Any], object] = self.regex.search
         if ahocorasick_rs is not None:
             automaton = ahocorasick_rs.BytesAhoCorasick(words, matchkind=ahocorasick_rs.MATCHKIND_LEFTMOST_FIRST)
-            self._matches = automaton.find_matches_as_indexes
+            self._matches = self.occurs = automaton.find_matches_as_indexes
 
     def marker_scan(self, marker: bytes) -> Callable[[Any], list[tuple[int, int, int]]]:
         """A search for ``marker`` alone: ``(0, start, end)`` for each occurrence (a container's

@@ -187,3 +187,59 @@ def test_corrupt_gzip_is_a_decode_error() -> None:
     with pytest.raises(DecodeError, match="corrupt gzip"):
         gunzip(b"\x1f\x8b\x08\x00" + b"\xff" * 40, 1 << 20, origin="t")
     assert zlib  # imported for clarity of what gunzip wraps
+
+
+def compact_body(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def eventbridge_compact(record: dict) -> bytes:
+    """An EventBridge event as EventBridge writes it (a UUID id, then the detail-type)."""
+    head = {"version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718", "detail-type": "AWS API Call via CloudTrail", "source": "aws.ec2"}
+    return compact_body({**head, "detail": record})
+
+
+def outcome(items: list) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    skipped = sorted(str(i.count) for i in items if not isinstance(i, (DecodedRecord, DecodeFailure)))
+    letters = sorted((f.origin, type(f.error).__name__) for f in failures(items))
+    return targets(items), skipped, letters
+
+
+def hit(event_id: str, **extra: object) -> dict:
+    return {**make_record(EVENT, event_id=event_id), **extra}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(compact_body(hit("plain")), id="record"),
+        pytest.param(compact_body(hit("utf8", userAgent="café ☕")), id="non-ASCII record"),
+        pytest.param(compact_body(hit("bad", userAgent="caf")).replace(b"caf", b"\xff\xfe"), id="invalid UTF-8"),
+        pytest.param(compact_body(hit("deep", requestParameters=json.loads("[" * 80 + "]" * 80))), id="too deep"),
+        pytest.param(compact_body(hit("cut"))[:-40] + b"}", id="invalid JSON"),
+        pytest.param(compact_body(hit("l1")) + b"\n" + compact_body(hit("l2")), id="JSON Lines"),
+        pytest.param(eventbridge_compact(hit("eb")), id="EventBridge"),
+        pytest.param(eventbridge_compact(hit("eb-bad"))[:-50] + b"}", id="EventBridge invalid"),
+        pytest.param(sns(compact_body(hit("in-sns"))), id="record as SNS text"),
+        pytest.param(sns(compact_body(NOISE)), id="noise as SNS text"),
+        pytest.param(sns(compact_body(hit("sns-deep", requestParameters=json.loads("[" * 80 + "]" * 80)))), id="deep record as SNS text"),
+    ],
+)
+def test_records_holding_a_name_parsed_straight_away_end_as_the_full_path_ends_them(body: bytes) -> None:
+    # The pre-filtered decoder parses a compact record that holds a name without the container
+    # tests; every outcome (finding, letter and its kind, count) is still the full path's.
+    fast = decode(body, prefilter=SELECTOR.pattern)
+    full = decode(body)
+    assert outcome(fast)[0] == outcome(full)[0]
+    assert outcome(fast)[2] == outcome(full)[2]
+    if not outcome(full)[0] and not outcome(full)[2]:
+        assert outcome(fast)[1] == ["1"]  # the noise record: counted as skipped
+
+
+def test_a_record_body_deeper_in_envelopes_than_allowed_is_a_letter_on_the_fast_path_too() -> None:
+    body = compact_body(hit("nested"))
+    for _ in range(LimitSettings().max_nesting + 2):
+        body = sns(body)
+    for decoder_kwargs in ({}, {"prefilter": SELECTOR.pattern}):
+        items = decode(body, **decoder_kwargs)
+        assert targets(items) == [] and any(isinstance(f.error, LimitExceeded) for f in failures(items))

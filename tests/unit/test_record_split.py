@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from connector.config import LimitSettings
 from connector.envelopes import DecodedRecord, DecodeFailure, Decoder, Skipped
 from connector.errors import DecodeError, LimitExceeded
 from connector.inflate import INPUT_STEP, gunzip, inflate
-from connector.record_split import cwl_hits
+from connector.record_split import cwl_hits, log_file_hits
 from connector.select import Selector
 from tests.support.records import EVENTS, make_record
 
@@ -89,6 +92,100 @@ def test_no_nested_look_alike_is_ever_taken_for_a_record() -> None:
         assert streamed == []
 
 
+def with_arrays(i: int) -> dict[str, object]:
+    """A record holding arrays and, in its strings, the bytes of a record boundary and brackets."""
+    record = noise(i)
+    record["resources"] = [{"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::logs/k/{i}"}, {"type": "AWS::S3::Bucket"}]
+    record["userAgent"] = '[aws-cli] },{"eventVersion":"1.08","eventName":"x"} ]]]}}'
+    return record
+
+
+def honest(count: int, with_array_every: int = 7) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for i in range(count):
+        if i % 10 == 0:
+            out.append(make_record(EVENTS[i % len(EVENTS)], event_id=f"target-{i}"))
+        else:
+            out.append(with_arrays(i) if i % with_array_every == 0 else noise(i))
+    return out
+
+
+def test_an_honest_log_file_is_cut_at_its_record_heads_into_exactly_the_target_records() -> None:
+    records = honest(300)
+    doc = compact({"Records": records})
+    cut = log_file_hits(doc, SELECTOR.pattern, SELECTOR.pattern.positions(doc))
+    assert cut is not None  # the layout is proved: no parser pass over the file
+    count, hits = cut
+    assert count == len(records)
+    assert [index for index, _ in hits] == list(range(0, 300, 10))
+    assert all(data == compact(records[index]) for index, data in hits)
+    # Through the decoder: the same findings, origins and counts as the parser's split.
+    fast = list(Decoder(LimitSettings(), prefilter=SELECTOR.pattern).decode(gzip.compress(doc), origin="t"))
+    ids, skipped, failures = found(fast)
+    assert ids == sorted(f"target-{i}" for i in range(0, 300, 10)) and not failures and skipped == 270
+    assert [i.origin for i in fast if isinstance(i, DecodedRecord)][:2] == ["t>gzip#0", "t>gzip#10"]
+
+
+def forged_variants() -> dict[str, dict[str, object]]:
+    """Look-alike records nested in one record, each way a nested head can sit."""
+    fake = [make_record(EVENTS[1], event_id=f"forged-{n}") for n in range(4)]
+    shapes: dict[str, object] = {
+        "after an object": {"Statement": [{"Sid": "a"}, *fake]},
+        "before one with no name": {"Statement": [{"Sid": "a"}, *fake, {"eventVersion": "1.0"}]},
+        "brackets in strings balance the counts": {"Statement": [{"Sid": "]]}}"}, *fake], "note": "]"},
+        "first in its array": {"Statement": fake},
+        "after a string": {"Statement": ["a", *fake]},
+        "as a member's value": {"a": fake[0], "b": fake[1]},
+        "deeply": {"x": [[{"y": [{"Sid": "a"}, *fake]}]]},
+    }
+    out = {}
+    for name, parameters in shapes.items():
+        record = noise(0)
+        record["requestParameters"] = parameters
+        out[name] = record
+    return out
+
+
+def parses_as_one_object(data: bytes) -> bool:
+    try:
+        return isinstance(json.loads(data), dict)
+    except ValueError:
+        return False
+
+
+@pytest.mark.parametrize("shape", list(forged_variants()))
+def test_a_nested_look_alike_never_passes_the_head_cut(shape: str) -> None:
+    records = [*honest(40, with_array_every=1000), forged_variants()[shape], *honest(40, with_array_every=1000)]
+    doc = compact({"Records": records})
+    cut = log_file_hits(doc, SELECTOR.pattern, SELECTOR.pattern.positions(doc))
+    # Refused, or each hit span that parses is a record of the file (one that does not parse sends
+    # the decoder to the parser's split): a look-alike is never cut out as a record.
+    if cut is not None and all(parses_as_one_object(data) for _, data in cut[1]):
+        assert cut[0] == len(records)
+        assert all(data == compact(records[index]) for index, data in cut[1])
+    ids, skipped, failures = found(list(Decoder(LimitSettings(), prefilter=SELECTOR.pattern).decode(doc, origin="t")))
+    assert not any(i.startswith("forged") for i in ids) and len(ids) == 8 and not failures
+    assert skipped == len(records) - 8
+
+
+def test_the_head_cut_falls_back_to_the_parser_for_any_other_layout() -> None:
+    records = honest(50)
+    pattern = SELECTOR.pattern
+    for doc in (
+        json.dumps({"Records": records}).encode(),  # spaced
+        compact({"Records": records})[:-1],  # truncated
+        compact({"Records": records, "Other": [1]}),  # more than the records
+        compact({"Records": [{"x": 1}, *records]}),  # an entry that is not a CloudTrail record first
+        compact({"Records": honest(50, with_array_every=2)}),  # arrays in most records: one parser pass is cheaper
+    ):
+        assert log_file_hits(doc, pattern, pattern.positions(doc)) is None
+    # A hit record that does not parse alone: the parser's split gives it its own letter.
+    doc = compact({"Records": records}).replace(b'"target-10"', rb'"target-10\ud800"')
+    items = list(Decoder(LimitSettings(), prefilter=pattern).decode(doc, origin="t"))
+    ids, skipped, failures = found(items)
+    assert len(ids) == 5 and skipped == 45 and not failures  # a lone surrogate is read by the standard parser
+
+
 @pytest.mark.parametrize("piece", [1, 777, 64 * 1024])
 def test_a_streamed_log_file_gives_the_same_records_in_any_chunking(piece: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("connector.envelopes.STREAM_WINDOW", 16 * 1024)  # many windows, many cuts
@@ -140,6 +237,21 @@ def test_inflation_handles_members_split_across_chunks_and_ignores_trailing_garb
         assert b"".join(inflate(chunks(data, size), limit=1 << 30, ratio=0, origin="t")) == first + second
     with pytest.raises(DecodeError, match="truncated"):
         b"".join(inflate(chunks(gzip.compress(first)[:-9], 100), limit=1 << 30, ratio=0, origin="t"))
+
+
+def test_a_member_head_split_across_input_steps_of_one_large_chunk_is_joined() -> None:
+    # One chunk of several input steps, a member boundary one byte before a step's end: the magic
+    # bytes of the next member arrive in two steps. (Random bytes are stored, not compressed, so
+    # a member's length is its data's plus a fixed overhead.)
+    rng = random.Random(3)
+    probe = rng.randbytes(INPUT_STEP - 100)
+    overhead = len(gzip.compress(probe, mtime=0)) - len(probe)
+    first = rng.randbytes(INPUT_STEP - 1 - overhead)
+    head = gzip.compress(first, mtime=0)
+    assert len(head) == INPUT_STEP - 1
+    second = b"x" * (3 * INPUT_STEP)
+    data = head + gzip.compress(second)
+    assert b"".join(inflate([data], limit=1 << 30, ratio=0, origin="t")) == first + second
 
 
 def test_one_call_gunzip_keeps_members_garbage_truncation_and_its_exact_limit() -> None:
@@ -206,6 +318,35 @@ def test_the_name_scan_agrees_with_the_regular_expression_it_stands_for(monkeypa
     assert fast.positions(data) == slow.positions(data) == [m.start() for m in fast.regex.finditer(data)]
     assert fast.positions(data, 7) == slow.positions(data, 7)
     assert (fast.search(b"GetObject") is None) and (slow.search(b"GetObject") is None) and fast.search(data)
+    assert fast.occurs(data) and slow.occurs(data) and not fast.occurs(b"GetObject") and not slow.occurs(b"GetObject")
     head = b'{"eventVersion":"1.'
     assert [m[1] for m in fast.marker_scan(head)(data)] == [m[1] for m in slow.marker_scan(head)(data)]
     assert len(fast.marker_scan(head)(data)) == data.count(head)
+
+
+KINDS = ("target", "noise", "arrays", *forged_variants())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=40), gzipped=st.booleans())
+def test_any_mix_of_records_decodes_to_what_the_parser_finds(kinds: list[str], gzipped: bool) -> None:
+    # Targets, noise, records with arrays and every look-alike shape, in any order: the head cut
+    # (or its fall-back) finds exactly the targets the parser's full split finds, counts the rest.
+    records = []
+    for i, kind in enumerate(kinds):
+        if kind == "target":
+            records.append(make_record(EVENTS[i % len(EVENTS)], event_id=f"target-{i}"))
+        elif kind == "noise":
+            records.append(noise(i))
+        elif kind == "arrays":
+            records.append(with_arrays(i))
+        else:
+            records.append(forged_variants()[kind])
+    doc = compact({"Records": records})
+    body = gzip.compress(doc) if gzipped else doc
+    fast = found(list(Decoder(LimitSettings(), prefilter=SELECTOR.pattern).decode(body, origin="t")))
+    full = found(list(Decoder(LimitSettings()).decode(body, origin="t")))
+    expected = sorted(f"target-{i}" for i, kind in enumerate(kinds) if kind == "target")
+    assert fast[0] == full[0] == expected
+    assert not fast[2] and not full[2]
+    assert fast[1] == len(records) - len(expected)

@@ -128,6 +128,23 @@ def _status(value: object) -> int:
         return 0
 
 
+def document(item: RenderedFinding) -> dict[str, Any]:
+    """The document written for ``item``: the rendered finding without ``raw_data`` (kept once,
+    as ``connector.raw_event``) and without the analyst's object, plus the ``connector`` summary."""
+    source = dict(item.document)
+    source.pop("raw_data", None)
+    source.pop(ANALYST_FIELD, None)  # never ours to write
+    source["connector"] = summary(item.finding, item.format, item.document)
+    return source
+
+
+def bulk_action(prefix: str, item: RenderedFinding) -> dict[str, Any]:
+    """``item`` as an opensearch-py ``helpers.bulk`` action: a partial update that creates the
+    document when missing, so the analyst's fields stay."""
+    return {"_op_type": "update", "_index": index_name(prefix, item), "_id": item.finding_id,
+            "doc": document(item), "doc_as_upsert": True, "retry_on_conflict": RETRY_ON_CONFLICT}
+
+
 @register("opensearch")
 class OpenSearchSink:
     name: ClassVar[str] = "opensearch"
@@ -161,13 +178,7 @@ class OpenSearchSink:
 
     def _actions(self, items: Sequence[RenderedFinding]) -> Iterator[dict[str, Any]]:
         for item in items:
-            source = dict(item.document)
-            source.pop("raw_data", None)  # kept once, as connector.raw_event
-            source.pop(ANALYST_FIELD, None)  # never ours to write
-            source["connector"] = summary(item.finding, item.format, item.document)
-            # A partial update that creates the document when missing: the analyst's fields stay.
-            yield {"_op_type": "update", "_index": index_name(self.prefix, item), "_id": item.finding_id,
-                   "doc": source, "doc_as_upsert": True, "retry_on_conflict": RETRY_ON_CONFLICT}
+            yield bulk_action(self.prefix, item)
 
     def _bulk_once(self, items: Sequence[RenderedFinding]) -> dict[tuple[str, str], tuple[Outcome, str | None]]:
         """One pass: the outcome of every item (by finding id and format)."""

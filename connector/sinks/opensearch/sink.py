@@ -23,6 +23,7 @@ conflicts, parse errors) are PERMANENT and the pipeline dead-letters them.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -54,7 +55,11 @@ def index_name(prefix: str, item: RenderedFinding) -> str:
     return f"{prefix}-ocsf-2004-{day}" if item.format == "ocsf" else f"{prefix}-asff-{day}"
 
 
+@functools.lru_cache(maxsize=4096)
 def _ip(text: str | None) -> str | None:
+    """``text`` if it is an IP address (``source_ip`` is mapped ``ip``: a service name such as
+    ``ec2.amazonaws.com`` would fail the document). Cached: a few addresses make most of the
+    traffic, and parsing one was nearly a third of building the summary."""
     if not text:
         return None
     try:

@@ -15,7 +15,7 @@ https://docs.opensearch.org/latest/api-reference/document-apis/bulk/
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -60,19 +60,18 @@ def update_lines(index: str, doc_id: str, doc: Mapping[str, Any], retry_on_confl
         raise EncodeError(f"finding {doc_id}: document is not JSON serialisable: {exc}") from exc
 
 
-def chunks(lines: Sequence[bytes], positions: Sequence[int], max_bytes: int,
-           max_items: int = CHUNK_ITEMS) -> Iterator[list[int]]:
-    """``positions`` (into ``lines``) cut into requests of at most ``max_bytes`` and ``max_items``;
+def chunks(items: Iterable[tuple[int, bytes]], max_bytes: int,
+           max_items: int = CHUNK_ITEMS) -> Iterator[list[tuple[int, bytes]]]:
+    """``items`` (position, lines) cut into requests of at most ``max_bytes`` and ``max_items``;
     an item bigger than ``max_bytes`` goes alone (the node then says whether it takes it)."""
-    chunk: list[int] = []
+    chunk: list[tuple[int, bytes]] = []
     size = 0
-    for pos in positions:
-        n = len(lines[pos])
-        if chunk and (size + n > max_bytes or len(chunk) >= max_items):
+    for pos, lines in items:
+        if chunk and (size + len(lines) > max_bytes or len(chunk) >= max_items):
             yield chunk
             chunk, size = [], 0
-        chunk.append(pos)
-        size += n
+        chunk.append((pos, lines))
+        size += len(lines)
     if chunk:
         yield chunk
 

@@ -17,8 +17,15 @@ https://docs.opensearch.org/latest/api-reference/document-apis/update-document/
 
 Bulk requests are cut at ``opensearch.bulk_max_bytes`` (10 MB default, inside Amazon OpenSearch
 Service's 10–100 MB payload limits; opensearch-py's 100 MB default is not). 429 and 5xx items,
-and connection failures, are retried with capped backoff and jitter; other item errors (mapping
-conflicts, parse errors) are PERMANENT and the pipeline dead-letters them.
+and connection failures, are retried with capped backoff and jitter (``connector.retry``), only
+those items and from the bytes they were first sent as; other item errors (mapping conflicts,
+parse errors) are PERMANENT and the pipeline dead-letters them. The request bodies are written
+by ``bulk.py`` (orjson, each item serialised once), not by opensearch-py's helpers.
+
+One batch's requests go one after the other. Two at once made a single large send faster on a
+2-core node when indexing new documents (not on redelivery), but the runner already has
+``max_in_flight`` batches sending at once, which overlaps the node's work the same way; a second
+level of threads would multiply the connections per worker for the bench's case only.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
@@ -196,68 +203,65 @@ class OpenSearchSink:
     def from_settings(cls, settings: Settings) -> OpenSearchSink:
         return cls(settings.opensearch, workers=settings.max_in_flight)
 
-    def _actions(self, items: Sequence[RenderedFinding]) -> Iterator[dict[str, Any]]:
-        for item in items:
-            yield bulk_action(self.prefix, item)
-
-    def _encode(self, batch: Sequence[RenderedFinding]) -> tuple[list[bytes], dict[int, tuple[Outcome, str | None]]]:
-        """Every item's bulk lines, serialised once for all attempts; an item that cannot be
-        serialised is PERMANENT (its lines are empty and never sent)."""
-        lines: list[bytes] = []
-        refused: dict[int, tuple[Outcome, str | None]] = {}
+    def _encoded(self, batch: Sequence[RenderedFinding], refused: dict[int, tuple[Outcome, str | None]]) -> Iterator[tuple[int, bytes]]:
+        """(position, bulk lines) of every item, serialised as the requests need them (one
+        request's worth is held at a time, not the batch's); an item that cannot be serialised is
+        PERMANENT in ``refused`` and never sent."""
         for pos, item in enumerate(batch):
             try:
-                lines.append(bulk.update_lines(index_name(self.prefix, item), item.finding_id, document(item), RETRY_ON_CONFLICT))
+                yield pos, bulk.update_lines(index_name(self.prefix, item), item.finding_id, document(item), RETRY_ON_CONFLICT)
             except bulk.EncodeError as exc:
-                lines.append(b"")
                 refused[pos] = (Outcome.PERMANENT, str(exc))
-        return lines, refused
 
-    def _request(self, lines: Sequence[bytes], chunk: Sequence[int]) -> dict[int, tuple[Outcome, str | None]]:
-        """One ``_bulk`` request of the items at ``chunk``: the outcome of each."""
+    def _request(self, chunk: Sequence[tuple[int, bytes]]) -> dict[int, tuple[Outcome, str | None]]:
+        """One ``_bulk`` request of the items in ``chunk``: the outcome of each that was answered."""
         try:
-            answer = self.client.bulk(body=b"".join(lines[pos] for pos in chunk))
+            answer = self.client.bulk(body=b"".join(lines for _, lines in chunk))
         except TransportError as exc:  # the whole request: refused, unreachable, 429, 413...
-            status = _status(exc.status_code)
-            return dict.fromkeys(chunk, _outcome(status, str(exc)))
+            outcome = _outcome(_status(exc.status_code), str(exc))
+            return {pos: outcome for pos, _ in chunk}
         except (OSError, SerializationError) as exc:
             log.warning("OpenSearch bulk failed: %s", exc)
             return {}
         out: dict[int, tuple[Outcome, str | None]] = {}
-        for pos, result in zip(chunk, bulk.results(answer, len(chunk)), strict=False):
+        for (pos, _), result in zip(chunk, bulk.results(answer, len(chunk)), strict=False):
             status = _status(result.get("status"))
             out[pos] = (Outcome.OK, None) if 200 <= status < 300 else _outcome(status, result.get("error"))
         return out
 
-    def _bulk_once(self, lines: Sequence[bytes], pending: Sequence[int]) -> dict[int, tuple[Outcome, str | None]]:
-        """One pass over the items at ``pending``: the outcome of every one."""
-        out: dict[int, tuple[Outcome, str | None]] = {}
-        for chunk in bulk.chunks(lines, pending, self.settings.bulk_max_bytes):
-            out.update(self._request(lines, chunk))
-        for pos in pending:  # anything without an answer was not delivered
-            out.setdefault(pos, (Outcome.RETRYABLE, "no answer from OpenSearch"))
-        return out
+    def _bulk_once(self, items: Iterable[tuple[int, bytes]], out: dict[int, tuple[Outcome, str | None]],
+                   again: dict[int, bytes]) -> None:
+        """One pass over ``items``: the outcome of every one into ``out``; the lines of those to
+        send again (RETRYABLE) into ``again``, so a retry does not serialise them a second time."""
+        for chunk in bulk.chunks(items, self.settings.bulk_max_bytes):
+            answered = self._request(chunk)
+            for pos, lines in chunk:  # anything without an answer was not delivered
+                outcome = answered.get(pos) or (Outcome.RETRYABLE, "no answer from OpenSearch")
+                out[pos] = outcome
+                if outcome[0] is Outcome.RETRYABLE:
+                    again[pos] = lines
 
     def send(self, batch: Sequence[RenderedFinding]) -> list[DeliveryResult]:
-        lines, final = self._encode(batch)
-        pending = [pos for pos in range(len(batch)) if pos not in final]
+        final: dict[int, tuple[Outcome, str | None]] = {}
+        items: Iterable[tuple[int, bytes]] = self._encoded(batch, final)
         for attempt in range(1, self.backoff.max_attempts + 1):
-            if not pending:
-                break
+            again: dict[int, bytes] = {}
             try:  # inside the loop: an unreachable cluster gets the configured retries too
                 self._ensure_templates()
-                outcomes = self._bulk_once(lines, pending)
+                self._bulk_once(items, final, again)
             except (OSConnectionError, TransportError, OSError) as exc:
                 log.warning("OpenSearch unreachable while checking templates (attempt %d of %d): %s",
                             attempt, self.backoff.max_attempts, exc)
                 reason = f"OpenSearch unreachable: {describe(exc)}"
-                outcomes = dict.fromkeys(pending, (Outcome.RETRYABLE, reason))
-            final.update(outcomes)
-            pending = [pos for pos in pending if outcomes[pos][0] is Outcome.RETRYABLE]
+                again.update(items)  # not sent: every item (serialised now if it was not yet) goes next time
+                final.update(dict.fromkeys(again, (Outcome.RETRYABLE, reason)))
+            pending = sorted(again)
             if not pending or attempt == self.backoff.max_attempts:
                 break
             pause(self.backoff, attempt, self.name, count=len(pending))
-        return [DeliveryResult(item.finding_id, final[pos][0], final[pos][1], item.format) for pos, item in enumerate(batch)]
+            items = [(pos, again[pos]) for pos in pending]
+        unanswered = (Outcome.RETRYABLE, "no answer from OpenSearch")
+        return [DeliveryResult(item.finding_id, *final.get(pos, unanswered), item.format) for pos, item in enumerate(batch)]
 
     def check(self) -> None:
         health = self.client.cluster.health(request_timeout=5)

@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         out.update(figures)
         rows.append(("opensearch_over_helpers_bulk", f"{figures['opensearch_over_helpers_bulk']:.3f}",
                      f"{figures['opensearch_docs_per_s']:,.0f} vs {figures['helpers_bulk_docs_per_s']:,.0f} docs/s"))
+        rows.append(("opensearch_redelivery_over_helpers_bulk", f"{figures['opensearch_redelivery_over_helpers_bulk']:.3f}",
+                     f"{figures['opensearch_redelivery_docs_per_s']:,.0f} vs {figures['helpers_bulk_redelivery_docs_per_s']:,.0f} docs/s"))
 
     if "replay" in sections:
         from bench import replay

@@ -40,9 +40,22 @@ def noise_record(i: int, rng: random.Random | None = None) -> dict[str, object]:
     record.update(eventName=name, eventSource=source, requestID=str(uuid.UUID(int=rng.getrandbits(128))),
                   sourceIPAddress=f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}",
                   eventTime=f"2026-12-01T{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}Z")
-    record["requestParameters"] = {"bucketName": f"bucket-{rng.randrange(97)}",
-                                   "key": f"logs/{rng.getrandbits(64):016x}/{i}.json", "x-amz-id": f"{rng.getrandbits(96):024x}"}
+    bucket, key = f"bucket-{rng.randrange(97)}", f"logs/{rng.getrandbits(64):016x}/{i}.json"
+    record["requestParameters"] = {"bucketName": bucket, "key": key, "x-amz-id": f"{rng.getrandbits(96):024x}"}
     record["responseElements"] = None
+    # The ``resources`` array CloudTrail writes for these (about 60 % of the records in the
+    # shared corpus's trails carry one): a log file of records with arrays is not split the way
+    # one without them is, so a corpus without them measured a path real trails do not take.
+    account = str(record.get("recipientAccountId", "123456789012"))
+    if source == "s3.amazonaws.com":
+        record["resources"] = [{"type": "AWS::S3::Object", "ARN": f"arn:aws:s3:::{bucket}/{key}"},
+                               {"accountId": account, "type": "AWS::S3::Bucket", "ARN": f"arn:aws:s3:::{bucket}"}]
+    elif source == "kms.amazonaws.com":
+        record["resources"] = [{"accountId": account, "type": "AWS::KMS::Key",
+                                "ARN": f"arn:aws:kms:eu-west-1:{account}:key/{uuid.UUID(int=rng.getrandbits(128))}"}]
+    elif source == "sts.amazonaws.com":
+        record["resources"] = [{"ARN": f"arn:aws:iam::{account}:role/role-{rng.randrange(50)}", "accountId": account,
+                                "type": "AWS::IAM::Role"}]
     return record
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from connector.build import build_pipeline
 from connector.config import load_settings
+from connector.model import SourceMessage
 from connector.runtime.runner import Runner
 from connector.sources.kinesis.checkpoints import CheckpointStore
 from connector.sources.kinesis.source import KinesisSource
@@ -139,7 +140,9 @@ def test_expired_iterator_and_throttling_resume_from_checkpoint(aws_env: MotoSer
     put(stream, [f"e-{i}" for i in range(6)], noise_every=100)
     with FaultProxy(aws_env.url) as proxy:
         client = boto3.client("kinesis", endpoint_url=proxy.url, config=Config(retries={"max_attempts": 1}))
-        source = KinesisSource(stream, CheckpointStore(table, stream), max_records=3, client=client)
+        # No read-ahead: the faults must meet the call made after the checkpoint, not a page
+        # already read ahead before they were set.
+        source = KinesisSource(stream, CheckpointStore(table, stream), max_records=3, client=client, read_ahead=False)
         batch = source.receive() or source.receive()
         assert len(batch) == 3
         source.ack(batch)
@@ -155,6 +158,35 @@ def test_expired_iterator_and_throttling_resume_from_checkpoint(aws_env: MotoSer
         assert [r.answer for r in proxy.requests if r.answer.startswith("failed")] == [
             "failed:ExpiredIteratorException", "failed:ProvisionedThroughputExceededException",
             "failed:ProvisionedThroughputExceededException"]
+
+
+def test_the_page_read_ahead_is_used_once_and_dropped_on_a_rewind(aws_env: MotoServer, tmp_path: Path) -> None:
+    stream, table = make_stream(1)
+    put(stream, [f"r-{i}" for i in range(9)], noise_every=100)
+    client = boto3.client("kinesis")
+    reads: list[str] = []
+    client.meta.events.register("before-call.kinesis.GetRecords", lambda **kwargs: reads.append("GetRecords"))
+    source = KinesisSource(stream, CheckpointStore(table, stream), max_records=3, client=client)
+
+    def ids(batch: list[SourceMessage]) -> list[str]:
+        return [json.loads(m.body)["eventID"] for m in batch]
+
+    stored = ["r-0", "n-r-0"] + [f"r-{i}" for i in range(1, 9)]  # put() adds one noise record
+    first = source.receive() or source.receive()
+    assert ids(first) == stored[:3]
+    source.release(first)  # rewound: the page read ahead (r-2 ...) must not be handed out
+    page = source.receive() or source.receive()
+    assert ids(page) == stored[:3]
+    read = ids(page)
+    while len(read) < len(stored):
+        source.ack(page)
+        page = source.receive()
+        read += ids(page)
+    assert read == stored
+    source.close()
+    # One call per page handed out (5: four pages and the rewound one again) and per page read
+    # ahead that was not handed out (the one the rewind dropped, the one after the last page).
+    assert len(reads) <= 7
 
 
 @pytest.mark.parametrize("position", ["LATEST", "AT_TIMESTAMP"])

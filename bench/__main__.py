@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{figures['burst_findings']:,} findings"))
         rows.append(("burst_time_over_floor", f"{figures['burst_time_over_floor']:.2f}",
                      f"SQS: over the larger of the quota minimum and moto's plain receive+delete drain of the same "
-                     f"messages ({figures['burst_sqs_floor_seconds']:.1f} s)"))
+                     f"messages ({figures['burst_sqs_floor_seconds']:.1f} s); CPU during the run: moto "
+                     f"{figures['burst_moto_cpu_seconds'] or 0:.1f} s, connector {figures['burst_connector_cpu_seconds']:.1f} s"))
         rows.append(("burst_kinesis_time_over_minimum", f"{figures['burst_kinesis_time_over_minimum']:.2f}",
                      f"Kinesis: {figures['burst_kinesis_seconds']:.1f} s vs {figures['burst_minimum_seconds']:.1f} s; "
                      f"{figures['burst_kinesis_findings']:,} findings"))

@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -56,8 +57,17 @@ def _sqs_floor(sqs_client: Callable[[], Any], queue: str, threads: int, max_mess
     return time.monotonic() - started
 
 
-def _through_service(environ: dict[str, str]) -> tuple[float, int]:
-    """(seconds, exit code) of one ``--once`` service run with these settings."""
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time of another process (user + system, from /proc; None where there is no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _through_service(environ: dict[str, str]) -> tuple[float, int, float]:
+    """(seconds, exit code, this process's CPU seconds) of one ``--once`` service run."""
     from bench.corpus import target_record
     from connector.build import build_pipeline, build_runner, build_source
     from connector.config import load_settings
@@ -66,9 +76,9 @@ def _through_service(environ: dict[str, str]) -> tuple[float, int]:
     pipeline = build_pipeline(settings)
     runner = build_runner(settings, build_source(settings), pipeline, once=True)
     pipeline.factory.render(target_record(0))  # compile the validators before the clock starts
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     code = runner.run()
-    return time.monotonic() - started, code
+    return time.monotonic() - started, code, time.process_time() - cpu
 
 
 def run(count: int) -> dict[str, Any]:
@@ -107,7 +117,10 @@ def run(count: int) -> dict[str, Any]:
                    "CONNECTOR_SQS_WAIT_SECONDS": "1"}
         settings = load_settings(environ=sqs_env)
         floor = _sqs_floor(lambda: boto3.client("sqs"), queues["floor"], settings.sqs.pollers, settings.sqs.max_messages)
-        elapsed, code = _through_service(sqs_env)
+        moto_before = _cpu_seconds(server.process.pid)
+        elapsed, code, connector_cpu = _through_service(sqs_env)
+        moto_after = _cpu_seconds(server.process.pid)
+        moto_cpu = moto_after - moto_before if moto_after is not None and moto_before is not None else None
 
         kinesis = boto3.client("kinesis")
         stream = f"burst-{tag}"
@@ -120,7 +133,7 @@ def run(count: int) -> dict[str, Any]:
         from connector.sources.kinesis.checkpoints import CheckpointStore
 
         CheckpointStore(f"burst-{tag}-cp", stream).create_table_if_missing()
-        kinesis_elapsed, kinesis_code = _through_service({
+        kinesis_elapsed, kinesis_code, _ = _through_service({
             **common, "CONNECTOR_SOURCE": "kinesis", "CONNECTOR_KINESIS_STREAM_NAME": stream,
             "CONNECTOR_KINESIS_CHECKPOINT_TABLE": f"burst-{tag}-cp", "CONNECTOR_KINESIS_IDLE_SLEEP_SECONDS": "0.2"})
 
@@ -133,6 +146,8 @@ def run(count: int) -> dict[str, Any]:
         return {"burst_time_over_minimum": elapsed / minimum if minimum else 0.0, "burst_seconds": elapsed,
                 "burst_minimum_seconds": minimum, "burst_sqs_floor_seconds": floor,
                 "burst_time_over_floor": elapsed / max(minimum, floor) if minimum else 0.0,
+                # Who was busy during the SQS run: moto's server process and this one (2 cores).
+                "burst_moto_cpu_seconds": moto_cpu, "burst_connector_cpu_seconds": connector_cpu,
                 "burst_kinesis_seconds": kinesis_elapsed,
                 "burst_kinesis_time_over_minimum": kinesis_elapsed / minimum if minimum else 0.0,
                 "burst_findings": found["sqs-burst"], "burst_kinesis_findings": found["kinesis-burst"],

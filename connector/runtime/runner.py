@@ -6,11 +6,12 @@ memory). A heartbeat keeps the source's leases alive (SQS visibility) for batche
 flight. Batches are handled in arrival order per worker; sources whose order matters (Kinesis)
 set ``ordered = True`` and get a single worker.
 
-Acknowledging is off the loop for sources whose order does not matter (SQS): a settler thread
-acknowledges or releases each finished batch, in the order they finish, while the loop goes on
-receiving (a gathered batch of 100 SQS messages is ten delete calls; inline, they held the loop
-and with it the pollers, whose buffer filled). An ordered source is settled by the loop itself,
-before it receives again.
+Acknowledging is off the loop for sources that say they may be (``settle_off_loop = True``: SQS,
+whose order does not matter and whose calls are thread-safe): a settler thread acknowledges or
+releases each finished batch, in the order they finish, while the loop goes on receiving (a
+gathered batch of 100 SQS messages is ten delete calls; inline, they held the loop and with it
+the pollers, whose buffer filled). Any other source, and the batch observer with it (replay's
+state is an SQLite connection of the loop's thread), is settled by the loop itself.
 
 ``stop`` ends receiving; in-flight batches finish and are acknowledged before ``run`` returns.
 With ``once=True`` the loop ends when the source reports ``drained``.
@@ -98,10 +99,10 @@ class Runner:
         self.failed = False  # the source could not be read (``once`` gave up)
         self._in_flight: dict[Future[BatchResult], list[SourceMessage]] = {}
         self._lock = threading.Lock()
-        #: Settles finished batches off the loop (unordered sources); made by ``run``.
+        #: Settles finished batches off the loop (sources with ``settle_off_loop``); made by ``run``.
         self._settler: ThreadPoolExecutor | None = None
         self._settling: dict[int, list[SourceMessage]] = {}
-        self._ordered = ordered
+        self._off_loop = bool(getattr(source, "settle_off_loop", False)) and not ordered
         self._receive_failures = 0
         self._done = threading.Event()
 
@@ -290,7 +291,7 @@ class Runner:
         heartbeat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
         heartbeat.start()
         pool = ThreadPoolExecutor(max_workers=self.max_in_flight, thread_name_prefix="batch")
-        if not self._ordered:
+        if self._off_loop:
             self._settler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="settle")
         try:
             while not self.stop.is_set():

@@ -48,6 +48,8 @@ BACKLOG_SECONDS = 30.0
 @register("sqs")
 class SqsSource:
     name: ClassVar[str] = "sqs"
+    #: The run loop may acknowledge its batches from a settler thread (``connector.runtime.runner``).
+    settle_off_loop: ClassVar[bool] = True
     iam_actions: ClassVar[tuple[str, ...]] = (
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",

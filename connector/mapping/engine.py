@@ -342,11 +342,12 @@ class RunbookPlan:
     shell-quoted once and every command is filled from the same quoted values, instead of
     collecting each command's values anew (``CommandValues.safe``) — the same text."""
 
-    __slots__ = ("_boto3", "_boto3_names", "_cli", "_console", "_first", "_formats", "_hardening", "_names",
-                 "_quoted_names", "_recovery", "_references", "_summary", "_tail", "_url")
+    __slots__ = ("_args", "_boto3", "_boto3_names", "_cli", "_console", "_first", "_formats", "_hardening",
+                 "_names", "_quoted_names", "_recovery", "_references", "_summary", "_tail", "_url")
 
     def __init__(self, spec: Mapping[str, Any], cli_specs: tuple[CliSpec, ...], formats: Mapping[str, str],
                  first: str | None) -> None:
+        self._args = (spec, cli_specs, formats, first)
         self._formats = formats
         self._first = first
         self._summary = compiled_template(spec["summary"])
@@ -363,6 +364,11 @@ class RunbookPlan:
         self._names = tuple(dict.fromkeys(self._quoted_names + self._boto3_names))
         #: the text after the hardening steps, the same for every finding (from its line break on)
         self._tail = "\n" + "\n".join(["", "## References", *(f"- {url}" for url in self._references)])
+
+    def __reduce__(self) -> tuple[type[RunbookPlan], tuple[Any, ...]]:
+        """Pickled as what it is compiled from (its functions are generated): a mapping that has
+        made findings pickles as it did before."""
+        return RunbookPlan, self._args
 
     def render(self, values: TemplateValues, prose: ProseValues | None = None) -> Remediation:
         prose = ProseValues(values) if prose is None else prose

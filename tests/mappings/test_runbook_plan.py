@@ -10,6 +10,7 @@ must give the same ``Remediation``, byte for byte.
 from __future__ import annotations
 
 import itertools
+import pickle
 
 import pytest
 
@@ -91,3 +92,12 @@ def test_a_plan_without_a_first_section_writes_no_runbook_text() -> None:
     values = extract(mapping, parse_event(BOOK.case(EVENTS[0], "success").record))
     remediation = RunbookPlan(mapping.remediation, mapping.cli, mapping.formats, None).render(values)
     assert remediation.runbook == "" and remediation.cli
+
+
+def test_a_mapping_that_has_made_findings_still_pickles() -> None:
+    mapping = load_mappings()[EVENTS[0]]
+    values = extract(mapping, parse_event(BOOK.case(EVENTS[0], "success").record))
+    first = build_remediation(mapping, values)
+    assert mapping.runbooks is not None  # compiled and held by the mapping
+    copy = pickle.loads(pickle.dumps(mapping))
+    assert copy.id == mapping.id and build_remediation(copy, values) == first

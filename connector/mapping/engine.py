@@ -17,7 +17,7 @@ from typing import Any
 from connector.mapping.details import fill_details
 from connector.mapping.formats import list_kind, matches, placeholder
 from connector.mapping.loader import CliSpec, EventMapping
-from connector.mapping.runbook import runbook_text
+from connector.mapping.runbook import numbered
 from connector.model import AffectedResource, CallOutcome, CliCommand, CloudTrailEvent, Finding, Remediation, Severity
 
 TITLE_MAX = 256
@@ -332,27 +332,107 @@ def _remediation(spec: Mapping[str, Any], cli_specs: Sequence[CliSpec], values: 
                  formats: Mapping[str, str], first: str | None, prose: ProseValues | None = None) -> Remediation:
     """``first``: the runbook's opening section (``render_runbook``); None: no runbook text.
     ``prose``: ``ProseValues(values)`` when the caller already holds it."""
-    prose = ProseValues(values) if prose is None else prose
-    judged = CommandValues(values, formats)
-    summary = _clip(compiled_template(spec["summary"])(prose), RECOMMENDATION_MAX)
-    recovery = tuple([compiled_template(step)(values) for step in spec["recovery"]])
-    console = tuple([compiled_template(step)(values) for step in spec["console_steps"]])
-    cli = tuple([render_command(c, values, formats, prose, judged) for c in cli_specs])
-    boto3_snippet = render_snippet(spec["boto3"], values, formats, judged)
-    hardening = tuple([compiled_template(step)(values) for step in spec["hardening"]])
-    references = tuple(spec["references"])
-    runbook = "" if first is None else runbook_text(summary, recovery, console, cli, boto3_snippet, hardening,
-                                                    references, first=first)
-    return Remediation(summary, spec["url"], recovery, console, cli, boto3_snippet, hardening, references, runbook)
+    return RunbookPlan(spec, tuple(cli_specs), formats, first).render(values, prose)
+
+
+class RunbookPlan:
+    """One runbook (a mapping's restore runbook or its attempt runbook, with the mapping's value
+    formats) compiled once: every template's function, the names its commands and its snippet
+    use, and the runbook text's fixed lines. Per finding, each command value is judged and
+    shell-quoted once and every command is filled from the same quoted values, instead of
+    collecting each command's values anew (``CommandValues.safe``) — the same text."""
+
+    __slots__ = ("_args", "_boto3", "_boto3_names", "_cli", "_console", "_first", "_formats", "_hardening",
+                 "_names", "_quoted_names", "_recovery", "_references", "_summary", "_tail", "_url")
+
+    def __init__(self, spec: Mapping[str, Any], cli_specs: tuple[CliSpec, ...], formats: Mapping[str, str],
+                 first: str | None) -> None:
+        self._args = (spec, cli_specs, formats, first)
+        self._formats = formats
+        self._first = first
+        self._summary = compiled_template(spec["summary"])
+        self._url: str = spec["url"]
+        self._recovery = tuple(map(compiled_template, spec["recovery"]))
+        self._console = tuple(map(compiled_template, spec["console_steps"]))
+        self._hardening = tuple(map(compiled_template, spec["hardening"]))
+        self._references = tuple(spec["references"])
+        self._cli = tuple((compiled_template(c.description), compiled_template(c.command), _names(c.command))
+                          for c in cli_specs)
+        self._boto3 = compiled_template(spec["boto3"])
+        self._boto3_names = _names(spec["boto3"])
+        self._quoted_names = tuple(dict.fromkeys(name for _, _, names in self._cli for name in names))
+        self._names = tuple(dict.fromkeys(self._quoted_names + self._boto3_names))
+        #: the text after the hardening steps, the same for every finding (from its line break on)
+        self._tail = "\n" + "\n".join(["", "## References", *(f"- {url}" for url in self._references)])
+
+    def __reduce__(self) -> tuple[type[RunbookPlan], tuple[Any, ...]]:
+        """Pickled as what it is compiled from (its functions are generated): a mapping that has
+        made findings pickles as it did before."""
+        return RunbookPlan, self._args
+
+    def render(self, values: TemplateValues, prose: ProseValues | None = None) -> Remediation:
+        prose = ProseValues(values) if prose is None else prose
+        formats = self._formats
+        optional: frozenset[str] = getattr(values, "optional", frozenset())
+        # Each value a command or the snippet names, judged once: it enters only when it matches
+        # its strict format, else it is its inert placeholder and, unless it is an absent
+        # optional value, the problem is named.
+        safe: dict[str, str] = {}
+        problems: dict[str, str] = {}
+        valid: dict[str, str] = {}
+        for name in self._names:
+            value = values.get(name)
+            if value is None:
+                if name not in optional:
+                    problems[name] = f"the event lacks {name}"
+            elif not matches(formats.get(name, ""), value):
+                problems[name] = f"{name} in the record is malformed ({formats.get(name, 'no format')} expected)"
+            else:
+                safe[name] = valid[name] = value
+                continue
+            safe[name] = placeholder(name)
+        quoted = {name: _quoted(valid[name], formats.get(name, "")) if name in valid else safe[name]
+                  for name in self._quoted_names}
+        cli = []
+        for description, command, names in self._cli:
+            text = description(prose)
+            if problems:
+                wrong = [(name, problems[name]) for name in names if name in problems]
+                if wrong:
+                    fill_in = ", ".join(placeholder(name) for name, _ in wrong)
+                    text += f" [fill in {fill_in}: {'; '.join(why for _, why in wrong)}]"
+            cli.append(CliCommand(text, command(quoted)))
+        boto3: str = self._boto3(safe)
+        if problems:
+            boto3 = "".join(f"# Fill in {placeholder(name)} before running: {problems[name]}.\n"
+                            for name in self._boto3_names if name in problems) + boto3
+        summary = _clip(self._summary(prose), RECOMMENDATION_MAX)
+        recovery = tuple([step(values) for step in self._recovery])
+        console = tuple([step(values) for step in self._console])
+        hardening = tuple([step(values) for step in self._hardening])
+        commands = tuple(cli)
+        runbook = ""
+        if self._first is not None:
+            lines = [summary, "", f"## {self._first}", *numbered(recovery), "", "## In the console",
+                     *numbered(console), "", "## With the AWS CLI"]
+            for command_ in commands:
+                lines += [f"# {command_.description}", command_.command]
+            lines += ["", "## With Python (boto3)", boto3.rstrip(), "", "## Prevent it", *numbered(hardening)]
+            runbook = "\n".join(lines) + self._tail
+        return Remediation(summary, self._url, recovery, console, commands, boto3, hardening, self._references,
+                           runbook)
 
 
 def build_remediation(mapping: EventMapping, values: TemplateValues, *, attempt: bool = False,
                       prose: ProseValues | None = None) -> Remediation:
     """The restore runbook of a call that went through; the investigation runbook of an attempt."""
-    if attempt:
-        return _remediation(mapping.attempt.remediation, mapping.attempt.cli, values, mapping.formats,
-                            "Investigate the attempt", prose)
-    return _remediation(mapping.remediation, mapping.cli, values, mapping.formats, "Recover what was removed", prose)
+    plans = mapping.runbooks
+    if plans is None:  # compiled at the mapping's first finding; a race compiles the same twice
+        plans = (RunbookPlan(mapping.remediation, mapping.cli, mapping.formats, "Recover what was removed"),
+                 RunbookPlan(mapping.attempt.remediation, mapping.attempt.cli, mapping.formats,
+                             "Investigate the attempt"))
+        object.__setattr__(mapping, "runbooks", plans)
+    return plans[attempt].render(values, prose)
 
 
 def build_finding(event: CloudTrailEvent, mapping: EventMapping) -> Finding:

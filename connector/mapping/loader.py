@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jmespath
 import jmespath.exceptions
@@ -27,6 +27,9 @@ from connector.mapping.formats import COMMON_FORMATS
 from connector.model import Attack
 from connector.paths import mappings_dir, schemas_dir
 from connector.resolve.spec import RestoreSpec, parse_restores
+
+if TYPE_CHECKING:
+    from connector.mapping.engine import RunbookPlan
 
 #: Values every template may use besides the mapping's own fields (see engine.common_values).
 COMMON_VARIABLES = frozenset(
@@ -151,6 +154,9 @@ class EventMapping:
     enrichment: EnrichmentSpec | None = None
     #: The ``restores:`` section (connector/resolve/): the events that undo this deletion.
     restores: tuple[RestoreSpec, ...] = ()
+    #: The restore and the attempt runbook compiled (connector/mapping/engine.py ``RunbookPlan``),
+    #: set at the mapping's first finding.
+    runbooks: tuple[RunbookPlan, RunbookPlan] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def optional_values(self) -> frozenset[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from connector.model import CliCommand, Remediation
 
 
-def _numbered(steps: tuple[str, ...]) -> list[str]:
+def numbered(steps: tuple[str, ...]) -> list[str]:
     return [f"{index}. {step}" for index, step in enumerate(steps, 1)]
 
 
@@ -23,15 +23,15 @@ def runbook_text(summary: str, recovery: tuple[str, ...], console_steps: tuple[s
                  boto3: str, hardening: tuple[str, ...], references: tuple[str, ...], *, first: str) -> str:
     """``render_runbook`` of the parts, before the ``Remediation`` that holds them is made."""
     lines: list[str] = [summary, "", f"## {first}"]
-    lines += _numbered(recovery)
+    lines += numbered(recovery)
     lines += ["", "## In the console"]
-    lines += _numbered(console_steps)
+    lines += numbered(console_steps)
     lines += ["", "## With the AWS CLI"]
     for command in cli:
         lines += [f"# {command.description}", command.command]
     lines += ["", "## With Python (boto3)", boto3.rstrip()]
     lines += ["", "## Prevent it"]
-    lines += _numbered(hardening)
+    lines += numbered(hardening)
     lines += ["", "## References"]
     lines += [f"- {url}" for url in references]
     return "\n".join(lines)

@@ -111,34 +111,26 @@ def _triage_fields(triage: TriageResult | None) -> dict[str, str | None]:
     }
 
 
+#: The record's own fields, in the order ``ProductFields`` lists them (each key < 128 characters).
+_EVENT_FIELDS = (*(f"{PRODUCT_FIELD_PREFIX}/{name}" for name in (
+    "eventName", "eventSource", "eventID", "eventTime", "eventVersion", "requestID", "awsRegion", "sourceIPAddress",
+    "userAgent", "userIdentity/type", "userIdentity/arn", "userIdentity/principalId", "userIdentity/accessKeyId",
+    "userIdentity/invokedBy", "userIdentity/sessionIssuer", "errorCode", "errorMessage")),
+    "connector/principal", "connector/outcome", "connector/severityReason", "connector/mapping")
+
+
 def _product_fields(finding: Finding, triage: TriageResult | None = None) -> dict[str, str]:
     event = finding.event
     ident = event.identity
     p = PRODUCT_FIELD_PREFIX
-    fields: dict[str, str | None] = {
-        f"{p}/eventName": event.event_name,
-        f"{p}/eventSource": event.event_source,
-        f"{p}/eventID": event.event_id,
-        f"{p}/eventTime": event.time_text,
-        f"{p}/eventVersion": event.event_version,
-        f"{p}/requestID": event.request_id,
-        f"{p}/awsRegion": event.region,
-        f"{p}/sourceIPAddress": event.source_ip,
-        f"{p}/userAgent": event.user_agent,
-        f"{p}/userIdentity/type": ident.type,
-        f"{p}/userIdentity/arn": ident.arn,
-        f"{p}/userIdentity/principalId": ident.principal_id,
-        f"{p}/userIdentity/accessKeyId": ident.access_key_id,
-        f"{p}/userIdentity/invokedBy": ident.invoked_by,
-        f"{p}/userIdentity/sessionIssuer": ident.session_issuer_arn,
-        f"{p}/errorCode": event.error_code,
-        f"{p}/errorMessage": event.error_message,
-        "connector/principal": ident.display,
-        "connector/outcome": finding.outcome,
-        "connector/severityReason": finding.severity_reason,
-        "connector/mapping": f"{finding.mapping_id}@{finding.mapping_version}",
-        **_triage_fields(triage),
-    }
+    values = (event.event_name, event.event_source, event.event_id, event.time_text, event.event_version,
+              event.request_id, event.region, event.source_ip, event.user_agent, ident.type, ident.arn,
+              ident.principal_id, ident.access_key_id, ident.invoked_by, ident.session_issuer_arn, event.error_code,
+              event.error_message, ident.display, finding.outcome, finding.severity_reason,
+              f"{finding.mapping_id}@{finding.mapping_version}")
+    # the fixed keys need no clipping; what follows them (rule ids, value names) may
+    clean = {k: v[:2048] for k, v in zip(_EVENT_FIELDS, values, strict=True) if v and v.strip()}
+    fields: dict[str, str | None] = _triage_fields(triage)
     fields.update(_enrichment_fields(finding))
     for attack in finding.attacks:
         fields[f"connector/attack/{attack.version}"] = ",".join(
@@ -152,7 +144,7 @@ def _product_fields(finding: Finding, triage: TriageResult | None = None) -> dic
         fields[f"connector/runbook/cli/{index}"] = f"{command.description}: {command.command}"
     fields["connector/information"] = " ".join(finding.information)
     fields["connector/impact"] = " ".join(finding.impact)
-    clean = {k[:128]: v[:2048] for k, v in fields.items() if v and v.strip()}
+    clean.update({k[:128]: v[:2048] for k, v in fields.items() if v and v.strip()})
     return clean if len(clean) <= MAX_PRODUCT_FIELDS else dict(list(clean.items())[:MAX_PRODUCT_FIELDS])
 
 

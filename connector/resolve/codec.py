@@ -62,8 +62,10 @@ def _decode(hint: Any, data: Any) -> Any:
     if isinstance(hint, type):
         if dataclasses.is_dataclass(hint):
             hints = _hints(hint)
+            # Only the constructor's fields: a derived one (``init=False``, e.g. the event's
+            # ``time_text``) is made again by the class, not passed in.
             return hint(**{f.name: _decode(hints[f.name], data[f.name]) for f in dataclasses.fields(hint)
-                           if f.name in data})
+                           if f.init and f.name in data})
         if issubclass(hint, datetime):
             return datetime.fromisoformat(data)
         if issubclass(hint, enum.Enum):

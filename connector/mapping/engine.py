@@ -17,7 +17,7 @@ from typing import Any
 from connector.mapping.details import fill_details
 from connector.mapping.formats import list_kind, matches, placeholder
 from connector.mapping.loader import CliSpec, EventMapping
-from connector.mapping.runbook import numbered
+from connector.mapping.runbook import runbook_text
 from connector.model import AffectedResource, CallOutcome, CliCommand, CloudTrailEvent, Finding, Remediation, Severity
 
 TITLE_MAX = 256
@@ -244,12 +244,35 @@ def _quoted(value: str, kind: str) -> str:
     return " ".join(map(shlex.quote, value.split(" "))) if list_kind(kind) else shlex.quote(value)
 
 
-class CommandValues:
-    """The values a finding's commands may contain, each judged once per finding.
+def _judge(name: str, value: str | None, formats: Mapping[str, str],
+           optional: frozenset[str]) -> tuple[str | None, str | None]:
+    """(the value if it may enter a command, else None; the problem to name, if there is one).
 
     A value enters only when it matches its strict format; a missing or malformed one becomes an
     inert ``UPPER_CASE`` placeholder, and the problem is named so the analyst fills it in (an
-    absent optional value, which only the enrichment could supply, keeps its plain placeholder).
+    absent optional value, which only the enrichment could supply, keeps its plain placeholder)."""
+    if value is None:
+        return None, (None if name in optional else f"the event lacks {name}")
+    if not matches(formats.get(name, ""), value):
+        return None, f"{name} in the record is malformed ({formats.get(name, 'no format')} expected)"
+    return value, None
+
+
+def _command_note(wrong: Sequence[tuple[str, str]]) -> str:
+    """What a command's description adds when some of its values are placeholders."""
+    if not wrong:
+        return ""
+    return f" [fill in {', '.join(placeholder(name) for name, _ in wrong)}: {'; '.join(why for _, why in wrong)}]"
+
+
+def _snippet_note(wrong: Sequence[tuple[str, str]]) -> str:
+    """The lines above the boto3 snippet when some of its values are placeholders."""
+    return "".join(f"# Fill in {placeholder(name)} before running: {why}.\n" for name, why in wrong)
+
+
+class CommandValues:
+    """The values a finding's commands may contain, each judged once per finding (``_judge``).
+
     A runbook's commands and its snippet name the same few values over and over: each is matched
     (and shell-quoted) once, not once per command. Held for one finding only: the values are the
     record's."""
@@ -267,16 +290,7 @@ class CommandValues:
         """(the value if it may enter a command, else None; the problem, if one is to be named)."""
         judged = self._judged.get(name)
         if judged is None:
-            value = self._values.get(name)
-            if value is None and name in self._optional:
-                judged = (None, None)
-            elif value is None:
-                judged = (None, f"the event lacks {name}")
-            elif not matches(self._formats.get(name, ""), value):
-                judged = (None, f"{name} in the record is malformed ({self._formats.get(name, 'no format')} expected)")
-            else:
-                judged = (value, None)
-            self._judged[name] = judged
+            judged = self._judged[name] = _judge(name, self._values.get(name), self._formats, self._optional)
         return judged
 
     def safe(self, template: str, *, quote: bool) -> tuple[dict[str, str], list[tuple[str, str]]]:
@@ -307,10 +321,7 @@ def render_command(spec: CliSpec, values: Mapping[str, str], formats: Mapping[st
     caller already holds them (one per finding)."""
     safe, problems = (judged or CommandValues(values, formats)).safe(spec.command, quote=True)
     description = compiled_template(spec.description)(ProseValues(values) if prose is None else prose)
-    if problems:
-        fill_in = ", ".join(placeholder(name) for name, _ in problems)
-        description += f" [fill in {fill_in}: {'; '.join(why for _, why in problems)}]"
-    return CliCommand(description, compiled_template(spec.command)(safe))
+    return CliCommand(description + _command_note(problems), compiled_template(spec.command)(safe))
 
 
 def render_snippet(template: str, values: Mapping[str, str], formats: Mapping[str, str],
@@ -318,9 +329,7 @@ def render_snippet(template: str, values: Mapping[str, str], formats: Mapping[st
     """The boto3 snippet: values only as validated string literals, placeholders otherwise."""
     safe, problems = (judged or CommandValues(values, formats)).safe(template, quote=False)
     text: str = compiled_template(template)(safe)
-    if problems:
-        text = "".join(f"# Fill in {placeholder(name)} before running: {why}.\n" for name, why in problems) + text
-    return text
+    return _snippet_note(problems) + text
 
 
 def build_remediation_from(spec: Mapping[str, Any], cli_specs: Sequence[CliSpec], values: TemplateValues,
@@ -343,7 +352,7 @@ class RunbookPlan:
     collecting each command's values anew (``CommandValues.safe``) — the same text."""
 
     __slots__ = ("_args", "_boto3", "_boto3_names", "_cli", "_console", "_first", "_formats", "_hardening",
-                 "_names", "_quoted_names", "_recovery", "_references", "_summary", "_tail", "_url")
+                 "_names", "_quoted_names", "_recovery", "_references", "_summary", "_url")
 
     def __init__(self, spec: Mapping[str, Any], cli_specs: tuple[CliSpec, ...], formats: Mapping[str, str],
                  first: str | None) -> None:
@@ -362,8 +371,6 @@ class RunbookPlan:
         self._boto3_names = _names(spec["boto3"])
         self._quoted_names = tuple(dict.fromkeys(name for _, _, names in self._cli for name in names))
         self._names = tuple(dict.fromkeys(self._quoted_names + self._boto3_names))
-        #: the text after the hardening steps, the same for every finding (from its line break on)
-        self._tail = "\n" + "\n".join(["", "## References", *(f"- {url}" for url in self._references)])
 
     def __reduce__(self) -> tuple[type[RunbookPlan], tuple[Any, ...]]:
         """Pickled as what it is compiled from (its functions are generated): a mapping that has
@@ -374,38 +381,29 @@ class RunbookPlan:
         prose = ProseValues(values) if prose is None else prose
         formats = self._formats
         optional: frozenset[str] = getattr(values, "optional", frozenset())
-        # Each value a command or the snippet names, judged once: it enters only when it matches
-        # its strict format, else it is its inert placeholder and, unless it is an absent
-        # optional value, the problem is named.
+        # Each value a command or the snippet names, judged once (``_judge``).
         safe: dict[str, str] = {}
         problems: dict[str, str] = {}
         valid: dict[str, str] = {}
         for name in self._names:
-            value = values.get(name)
+            value, problem = _judge(name, values.get(name), formats, optional)
             if value is None:
-                if name not in optional:
-                    problems[name] = f"the event lacks {name}"
-            elif not matches(formats.get(name, ""), value):
-                problems[name] = f"{name} in the record is malformed ({formats.get(name, 'no format')} expected)"
+                safe[name] = placeholder(name)
+                if problem is not None:
+                    problems[name] = problem
             else:
                 safe[name] = valid[name] = value
-                continue
-            safe[name] = placeholder(name)
         quoted = {name: _quoted(valid[name], formats.get(name, "")) if name in valid else safe[name]
                   for name in self._quoted_names}
         cli = []
         for description, command, names in self._cli:
             text = description(prose)
             if problems:
-                wrong = [(name, problems[name]) for name in names if name in problems]
-                if wrong:
-                    fill_in = ", ".join(placeholder(name) for name, _ in wrong)
-                    text += f" [fill in {fill_in}: {'; '.join(why for _, why in wrong)}]"
+                text += _command_note([(name, problems[name]) for name in names if name in problems])
             cli.append(CliCommand(text, command(quoted)))
         boto3: str = self._boto3(safe)
         if problems:
-            boto3 = "".join(f"# Fill in {placeholder(name)} before running: {problems[name]}.\n"
-                            for name in self._boto3_names if name in problems) + boto3
+            boto3 = _snippet_note([(name, problems[name]) for name in self._boto3_names if name in problems]) + boto3
         summary = _clip(self._summary(prose), RECOMMENDATION_MAX)
         recovery = tuple([step(values) for step in self._recovery])
         console = tuple([step(values) for step in self._console])
@@ -413,12 +411,8 @@ class RunbookPlan:
         commands = tuple(cli)
         runbook = ""
         if self._first is not None:
-            lines = [summary, "", f"## {self._first}", *numbered(recovery), "", "## In the console",
-                     *numbered(console), "", "## With the AWS CLI"]
-            for command_ in commands:
-                lines += [f"# {command_.description}", command_.command]
-            lines += ["", "## With Python (boto3)", boto3.rstrip(), "", "## Prevent it", *numbered(hardening)]
-            runbook = "\n".join(lines) + self._tail
+            runbook = runbook_text(summary, recovery, console, commands, boto3, hardening, self._references,
+                                   first=self._first)
         return Remediation(summary, self._url, recovery, console, commands, boto3, hardening, self._references,
                            runbook)
 

@@ -9,7 +9,7 @@ shape plus the documented length limits; OCSF against ``schemas/ocsf-detection-f
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -151,6 +151,15 @@ def asff_shape_accepts(document: Mapping[str, Any]) -> bool:
     except fastjsonschema.JsonSchemaException:
         return False
     return True
+
+
+def import_request_report(documents: Sequence[Mapping[str, Any]]) -> str:
+    """botocore's ``ParamValidator`` report on ``BatchImportFindings(Findings=documents)``, "" when
+    it accepts them; asked only of a request the compiled shape does not accept outright."""
+    if all(asff_shape_accepts(document) for document in documents):
+        return ""
+    report = ParamValidator().validate({"Findings": list(documents)}, _asff_shape())
+    return str(report.generate_report()) if report.has_errors() else ""
 
 
 def _size(document: Mapping[str, Any]) -> int:

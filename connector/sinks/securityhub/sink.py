@@ -44,10 +44,8 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from typing import Any, ClassVar
 
-import botocore.session
 import orjson
 from botocore.config import Config
 from botocore.exceptions import (
@@ -59,7 +57,6 @@ from botocore.exceptions import (
     ParamValidationError,
     ReadTimeoutError,
 )
-from botocore.validate import ParamValidator
 
 from connector import metrics
 from connector.config import Settings
@@ -70,7 +67,7 @@ from connector.sinks.base import register
 from connector.sinks.securityhub.credentials import IAM_ACTIONS as STS_ACTIONS
 from connector.sinks.securityhub.credentials import SessionCache, role_arn_for
 from connector.sinks.securityhub.ratelimit import RateLimiter
-from connector.validate import asff_shape_accepts
+from connector.validate import import_request_report
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +111,6 @@ def finding_bytes(document: Mapping[str, Any]) -> int:
     return len(orjson.dumps(document, default=str))
 
 
-@lru_cache(maxsize=1)
-def _import_shape() -> Any:
-    return botocore.session.get_session().get_service_model("securityhub").operation_model("BatchImportFindings").input_shape
-
-
 def request_body(documents: Sequence[Mapping[str, Any]]) -> bytes:
     """The BatchImportFindings body, checked as botocore would check it, written by orjson.
 
@@ -128,10 +120,9 @@ def request_body(documents: Sequence[Mapping[str, Any]]) -> bytes:
     core. The check keeps botocore's verdict: the compiled ASFF shape (held to the same verdicts
     as ``ParamValidator`` by tests/mappings/test_asff_compiled.py) accepts almost every request,
     and any other is judged by ``ParamValidator`` itself, raising its ``ParamValidationError``."""
-    if not all(asff_shape_accepts(document) for document in documents):
-        report = ParamValidator().validate({"Findings": list(documents)}, _import_shape())
-        if report.has_errors():
-            raise ParamValidationError(report=report.generate_report())
+    report = import_request_report(documents)
+    if report:
+        raise ParamValidationError(report=report)
     return orjson.dumps({"Findings": list(documents)}, default=str)
 
 

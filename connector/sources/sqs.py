@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import boto3
 from botocore.config import Config
@@ -39,7 +39,8 @@ RELEASE_DELAY_SECONDS = 10
 #: Calls of one acknowledgement or release in flight together: a gathered batch of 100
 #: messages is ten DeleteMessageBatch calls.
 BATCH_CALL_THREADS = 10
-_T = TypeVar("_T")
+#: One batch call's (entries to retry, entries refused).
+_ChunkResult = tuple[list[dict[str, Any]], list[str]]
 #: Seconds between two GetQueueAttributes calls for the backlog gauge (one call: cheap, and
 #: SQS's approximate counts settle over about a minute anyway).
 BACKLOG_SECONDS = 30.0
@@ -292,7 +293,7 @@ class SqsSource:
         pending = entries
         refused: list[str] = []
 
-        def call(chunk: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+        def call(chunk: list[dict[str, Any]]) -> _ChunkResult:
             """(entries to retry, entries refused) of one call."""
             try:
                 response = method(QueueUrl=self.queue_url, Entries=chunk)
@@ -332,7 +333,8 @@ class SqsSource:
         if refused:
             raise SourceError(f"{operation}: {len(refused)} of {len(entries)} entries failed ({'; '.join(refused[:5])})")
 
-    def _calls(self, call: Callable[[list[dict[str, Any]]], _T], chunks: list[list[dict[str, Any]]]) -> list[_T]:
+    def _calls(self, call: Callable[[list[dict[str, Any]]], _ChunkResult],
+               chunks: list[list[dict[str, Any]]]) -> list[_ChunkResult]:
         """``call`` on every chunk, concurrently when there is more than one (results in order)."""
         if len(chunks) <= 1:
             return [call(chunk) for chunk in chunks]

@@ -253,7 +253,10 @@ class KinesisSource:
         ahead, state.prefetched = state.prefetched, None
         if ahead is not None and ahead[0] == state.iterator:
             return ahead[1].result()  # its errors are the call's, handled as if it were made now
-        return self._call(self.client.get_records, ShardIterator=state.iterator, Limit=self.max_records)
+        return self._page(state.iterator)
+
+    def _page(self, iterator: str | None) -> Any:
+        return self._call(self.client.get_records, ShardIterator=iterator, Limit=self.max_records)
 
     def _read_ahead(self, state: ShardState) -> None:
         """Ask for the shard's next page now, while this one is handled. A shard's batches are
@@ -265,8 +268,7 @@ class KinesisSource:
         batch more and the read rate is still one call per batch handled."""
         if not self.read_ahead or state.iterator is None or state.closed:
             return
-        state.prefetched = (state.iterator, self._prefetch.submit(
-            self._call, self.client.get_records, ShardIterator=state.iterator, Limit=self.max_records))
+        state.prefetched = (state.iterator, self._prefetch.submit(self._page, state.iterator))
 
     @staticmethod
     def _past_end(state: ShardState) -> bool:
